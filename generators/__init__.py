@@ -1,0 +1,1 @@
+"""Image and clip generation: requests, the grammar, models, the worker and rendering."""

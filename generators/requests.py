@@ -1,0 +1,190 @@
+"""Frozen values that travel between the adapters, the queue, the worker and the store."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias
+
+
+def new_job_id() -> str:
+    """An unguessable id: it names the job everywhere, and its result files on disk and on the web."""
+    return secrets.token_urlsafe(12)
+
+
+class Kind(enum.StrEnum):
+    """What a request asks for."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One user's command, ready for the worker.
+
+    ``seed`` and ``steps`` may be ``None`` (random seed, the model's default step count); the job
+    service fills the seed in before the job is stored so every stored request can be reproduced.
+    """
+
+    prompt: str
+    negative: str = ""
+    seed: int | None = None
+    aspect: tuple[int, int] = (1, 1)
+    n: int = 1
+    steps: int | None = None
+    top: str = ""
+    bottom: str = ""
+    kind: Kind = Kind.IMAGE
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (see :meth:`from_dict`)."""
+        data = asdict(self)
+        data["aspect"] = list(self.aspect)
+        data["kind"] = self.kind.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationRequest:
+        """Rebuild a request written by :meth:`to_dict`."""
+        values = dict(data)
+        values["aspect"] = tuple(values.get("aspect", (1, 1)))
+        values["kind"] = Kind(values.get("kind", Kind.IMAGE))
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A request on its way through the queue: who asked, and how large its result may be."""
+
+    id: str
+    owner: str
+    request: GenerationRequest
+    budget_bytes: int = 10 * 1024 * 1024
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (see :meth:`from_dict`)."""
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "request": self.request.to_dict(),
+            "budget_bytes": self.budget_bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        """Rebuild a job written by :meth:`to_dict`."""
+        return cls(
+            id=data["id"],
+            owner=data["owner"],
+            request=GenerationRequest.from_dict(data["request"]),
+            budget_bytes=int(data["budget_bytes"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    """One rendered file of a result."""
+
+    path: Path
+    mime: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    """What a finished job produced: the primary file first (grid or clip), then any extras."""
+
+    job_id: str
+    files: tuple[MediaFile, ...]
+    seeds: tuple[int, ...]
+    width: int
+    height: int
+    elapsed_s: float
+
+    @property
+    def primary(self) -> MediaFile:
+        """The file to post: the grid or the clip."""
+        return self.files[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (see :meth:`from_dict`)."""
+        return {
+            "job_id": self.job_id,
+            "files": [{"path": str(f.path), "mime": f.mime, "size": f.size} for f in self.files],
+            "seeds": list(self.seeds),
+            "width": self.width,
+            "height": self.height,
+            "elapsed_s": self.elapsed_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationResult:
+        """Rebuild a result written by :meth:`to_dict`."""
+        return cls(
+            job_id=data["job_id"],
+            files=tuple(MediaFile(Path(f["path"]), f["mime"], int(f["size"])) for f in data["files"]),
+            seeds=tuple(int(s) for s in data["seeds"]),
+            width=int(data["width"]),
+            height=int(data["height"]),
+            elapsed_s=float(data["elapsed_s"]),
+        )
+
+
+# Progress events: small values an adapter turns into message edits at a bounded rate.
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """Waiting: ``position`` jobs run before this one (0 = next); ``eta_s`` seconds until it starts."""
+
+    position: int
+    eta_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The worker took the job; ``batch_size`` images run in the same pipeline call."""
+
+    batch_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Denoising step ``i`` of ``n`` is done."""
+
+    i: int
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """A low-cost PNG of the current latents."""
+
+    png: bytes = field(repr=False)
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The job is done and its files are on disk."""
+
+    result: GenerationResult
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The job failed; ``reason`` is safe to show its owner."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """The job was cancelled before it finished."""
+
+
+Progress: TypeAlias = Queued | Started | Step | Preview | Finished | Failed | Cancelled
+TERMINAL = (Finished, Failed, Cancelled)
