@@ -1,0 +1,219 @@
+"""One grammar for every platform: a command line in, a frozen GenerationRequest out.
+
+``a hamster godzilla --no blurry --seed 7 --ar 16:9 --n 4 --top WHEN YOU --bottom SEE IT --video``
+
+The prompt comes first; a flag is ``--name`` at the start of the text or after whitespace, followed by
+whitespace or the end (phones turn ``--`` into an em or en dash, which count too). Text-valued flags take
+everything up to the next flag; numeric ones take exactly one word. Anything wrong raises BadRequest with a
+message that names the flag and says why, written for the person who typed it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from generators.config import LimitsConfig
+from generators.errors import BadRequest
+from generators.requests import GenerationRequest, Kind
+
+_FLAG = re.compile(r"(?:(?<=\s)|^)(?:--|—|–)([A-Za-z][A-Za-z0-9_-]*)(?=\s|$)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SPACES = re.compile(r"\s+")
+_RATIO = re.compile(r"^(\d{1,5}):(\d{1,5})$")
+SEED_LIMIT = 2**32
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSpec:
+    """One flag: its name, what it takes, and a line of help."""
+
+    name: str
+    takes: Literal["text", "number", "ratio", "nothing"]
+    help: str
+
+
+FLAGS: tuple[FlagSpec, ...] = (
+    FlagSpec("no", "text", "what to keep out of the picture (negative prompt)"),
+    FlagSpec("seed", "number", "the random seed, to get the same picture again"),
+    FlagSpec("ar", "ratio", "aspect ratio, e.g. 16:9"),
+    FlagSpec("n", "number", "how many images in the grid"),
+    FlagSpec("steps", "number", "denoising steps (more: slower, sometimes better)"),
+    FlagSpec("top", "text", "meme caption at the top"),
+    FlagSpec("bottom", "text", "meme caption at the bottom"),
+    FlagSpec("video", "nothing", "a short clip instead of a grid"),
+)
+_SPECS = {spec.name: spec for spec in FLAGS}
+
+
+def normalise(text: str) -> str:
+    """Control characters become spaces, runs of whitespace one space, ends stripped."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+
+
+def parse(text: str, limits: LimitsConfig) -> GenerationRequest:
+    """Turn a command line into a request, or raise BadRequest saying what to change."""
+    text = normalise(text)
+    matches = list(_FLAG.finditer(text))
+    prompt = text[: matches[0].start()].strip() if matches else text
+    values: dict[str, str] = {}
+    for index, match in enumerate(matches):
+        name = match.group(1).lower()
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        if name not in _SPECS:
+            raise BadRequest(_unknown(name), flag=f"--{name}")
+        if name in values:
+            raise BadRequest(f"--{name} is given twice; keep one", flag=f"--{name}")
+        values[name] = text[match.end() : end].strip()
+    _check_prompt(prompt, limits)
+    return _build(prompt, values, limits)
+
+
+def _unknown(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_SPECS), n=1, cutoff=0.6)
+    hint = (
+        f" (did you mean --{close[0]}?)"
+        if close
+        else f"; the flags are {', '.join('--' + n for n in _SPECS)}"
+    )
+    return f"unknown flag --{name}{hint}"
+
+
+def _check_prompt(prompt: str, limits: LimitsConfig) -> None:
+    if not prompt:
+        raise BadRequest("the prompt is empty: write what to draw before any --flags")
+    if len(prompt) > limits.max_prompt_chars:
+        raise BadRequest(f"the prompt is {len(prompt)} characters; the limit is {limits.max_prompt_chars}")
+
+
+def _build(prompt: str, values: dict[str, str], limits: LimitsConfig) -> GenerationRequest:
+    video = "video" in values
+    if video and values["video"]:
+        raise BadRequest("--video takes no value: put the prompt before the flags", flag="--video")
+    if video and not limits.allow_video:
+        raise BadRequest("--video is not available here: this bot runs an image model", flag="--video")
+    if video and "n" in values:
+        raise BadRequest("--n can't be used with --video: a clip is one video", flag="--n")
+    fields: dict[str, Any] = {"prompt": prompt, "kind": Kind.VIDEO if video else Kind.IMAGE}
+    fields["n"] = 1 if video else limits.default_n
+    for name, raw in values.items():
+        if name != "video":
+            fields.update(_READERS[name](raw, limits))
+    return GenerationRequest(**fields)
+
+
+def _text(
+    field: str, flag: str, limit: Callable[[LimitsConfig], int]
+) -> Callable[[str, LimitsConfig], dict[str, Any]]:
+    def read(raw: str, limits: LimitsConfig) -> dict[str, Any]:
+        if not raw:
+            raise BadRequest(f"--{flag} needs some text after it", flag=f"--{flag}")
+        if len(raw) > limit(limits):
+            raise BadRequest(
+                f"--{flag} is {len(raw)} characters; the limit is {limit(limits)}", flag=f"--{flag}"
+            )
+        return {field: raw}
+
+    return read
+
+
+def _number(
+    field: str, flag: str, low: int, high: Callable[[LimitsConfig], int]
+) -> Callable[[str, LimitsConfig], dict[str, Any]]:
+    def read(raw: str, limits: LimitsConfig) -> dict[str, Any]:
+        top = high(limits)
+        word, _, rest = raw.partition(" ")
+        if rest:
+            raise BadRequest(
+                f"--{flag} takes one number; '{rest}' after it is not understood", flag=f"--{flag}"
+            )
+        if not word.isascii() or not word.isdigit() or not low <= int(word) <= top:
+            got = f" (got '{word}')" if word else ""
+            raise BadRequest(f"--{flag} must be a whole number from {low} to {top}{got}", flag=f"--{flag}")
+        return {field: int(word)}
+
+    return read
+
+
+def _ratio(raw: str, limits: LimitsConfig) -> dict[str, Any]:
+    match = _RATIO.match(raw)
+    if not match or 0 in (int(match.group(1)), int(match.group(2))):
+        raise BadRequest(f"--ar must look like 16:9 (got '{raw}')", flag="--ar")
+    width, height = int(match.group(1)), int(match.group(2))
+    if max(width, height) / min(width, height) > limits.max_aspect:
+        most = f"{limits.max_aspect:g}"
+        raise BadRequest(
+            f"--ar {raw} is too stretched: the long side may be at most {most}× the short one", flag="--ar"
+        )
+    divisor = math.gcd(width, height)
+    return {"aspect": (width // divisor, height // divisor)}
+
+
+_READERS: dict[str, Callable[[str, LimitsConfig], dict[str, Any]]] = {
+    "no": _text("negative", "no", lambda limits: limits.max_prompt_chars),
+    "seed": _number("seed", "seed", 0, lambda limits: SEED_LIMIT - 1),
+    "ar": _ratio,
+    "n": _number("n", "n", 1, lambda limits: limits.max_n),
+    "steps": _number("steps", "steps", 1, lambda limits: limits.max_steps),
+    "top": _text("top", "top", lambda limits: limits.max_caption_chars),
+    "bottom": _text("bottom", "bottom", lambda limits: limits.max_caption_chars),
+}
+
+
+def format_request(request: GenerationRequest, limits: LimitsConfig) -> str:
+    """The canonical command line: parsing it gives the same request back."""
+    parts = [request.prompt]
+    if request.negative:
+        parts.append(f"--no {request.negative}")
+    if request.seed is not None:
+        parts.append(f"--seed {request.seed}")
+    if request.aspect != (1, 1):
+        parts.append(f"--ar {request.aspect[0]}:{request.aspect[1]}")
+    if request.kind is Kind.IMAGE and request.n != limits.default_n:
+        parts.append(f"--n {request.n}")
+    if request.steps is not None:
+        parts.append(f"--steps {request.steps}")
+    if request.top:
+        parts.append(f"--top {request.top}")
+    if request.bottom:
+        parts.append(f"--bottom {request.bottom}")
+    if request.kind is Kind.VIDEO:
+        parts.append("--video")
+    return " ".join(parts)
+
+
+def size_for(aspect: tuple[int, int], native: int, max_side: int, multiple: int = 64) -> tuple[int, int]:
+    """Width and height near ``native``² pixels in the ratio ``aspect``, multiples of ``multiple``.
+
+    Each side is rounded to the nearest multiple (at least one multiple); when a side would pass
+    ``max_side``, both shrink by the same factor and round down.
+    """
+    ratio = aspect[0] / aspect[1]
+    width, height = native * math.sqrt(ratio), native / math.sqrt(ratio)
+    if max(width, height) > max_side:
+        scale = max_side / max(width, height)
+        return _down(width * scale, multiple), _down(height * scale, multiple)
+    cap = _down(max_side, multiple)
+    return min(cap, _nearest(width, multiple)), min(cap, _nearest(height, multiple))
+
+
+def _nearest(value: float, multiple: int) -> int:
+    return max(multiple, round(value / multiple) * multiple)
+
+
+def _down(value: float, multiple: int) -> int:
+    return max(multiple, math.floor(value / multiple) * multiple)
+
+
+def help_text(limits: LimitsConfig) -> str:
+    """A short usage text for help commands."""
+    lines = ["Write what to draw, then any flags:"]
+    for spec in FLAGS:
+        arg = {"text": " TEXT", "number": " N", "ratio": " W:H", "nothing": ""}[spec.takes]
+        lines.append(f"  --{spec.name}{arg}: {spec.help}")
+    lines.append(f"Up to {limits.max_n} images (default {limits.default_n}), up to {limits.max_steps} steps.")
+    return "\n".join(lines)
