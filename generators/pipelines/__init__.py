@@ -1,0 +1,6 @@
+"""Model families behind one interface: presets, the tiny built-ins, loading and the backend."""
+
+from generators.pipelines.backend import Backend, BatchSpec, DiffusersBackend, ModelInfo, Slot, StepCallback
+from generators.pipelines.loading import load_backend
+
+__all__ = ["Backend", "BatchSpec", "DiffusersBackend", "ModelInfo", "Slot", "StepCallback", "load_backend"]

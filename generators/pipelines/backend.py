@@ -1,0 +1,191 @@
+"""The one object that owns a diffusers pipeline and runs batches through it.
+
+Diffusers' schedulers keep state between steps, so a pipeline is not thread-safe: the worker calls a
+backend from its single inference thread only.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from generators.config import ModelConfig
+from generators.requests import Kind
+
+#: Called after each denoising step with (steps done, total steps, latents); raising stops the run.
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+# Stable Diffusion 1.x latent channels → RGB: a least-squares fit that gives a recognisable preview
+# for the price of one small matrix product (no VAE decode).
+_LATENT_RGB = torch.tensor(
+    [
+        [0.3512, 0.2297, 0.3227],
+        [0.3250, 0.4974, 0.2350],
+        [-0.2829, 0.1762, 0.2721],
+        [-0.2120, -0.2616, -0.7177],
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What was loaded and the defaults requests fall back to."""
+
+    name: str
+    source: str
+    kind: Kind
+    steps: int
+    max_steps: int
+    guidance: float
+    size: int
+    frames: int
+    fps: int
+    device: str
+    dtype: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One image (or clip) of a batch: its own prompt and its own seeded generator."""
+
+    prompt: str
+    negative: str
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """What every slot of one pipeline call shares."""
+
+    width: int
+    height: int
+    steps: int
+
+
+class Backend(Protocol):
+    """Runs batches; one output (a list of frames, one frame for an image) per slot."""
+
+    info: ModelInfo
+
+    def generate(
+        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+    ) -> list[list[Image.Image]]:
+        """Run one pipeline call."""
+        ...
+
+    def preview(self, latents: torch.Tensor, index: int) -> Image.Image:
+        """A cheap picture of slot ``index``'s current latents."""
+        ...
+
+
+def to_images(array: np.ndarray[Any, Any]) -> list[Image.Image]:
+    """Floats in [0, 1] shaped (..., H, W, 3) to 8-bit RGB images."""
+    pixels = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+    return [Image.fromarray(frame) for frame in pixels.reshape(-1, *pixels.shape[-3:])]
+
+
+def latent_preview(latents: torch.Tensor) -> Image.Image:
+    """Project one latent (C, H, W) to a small RGB image."""
+    rgb = torch.einsum("chw,cr->hwr", latents[:4].float().cpu(), _LATENT_RGB)
+    pixels = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
+    image = Image.fromarray(pixels)
+    return image.resize((image.width * 8, image.height * 8), Image.Resampling.BILINEAR)
+
+
+class DiffusersBackend:
+    """A loaded diffusers pipeline (Stable Diffusion family or ModelScope text-to-video)."""
+
+    def __init__(
+        self, pipe: Any, info: ModelInfo, tiny_vae: Any | None = None, fast_decode: bool = False
+    ) -> None:
+        self.pipe = pipe
+        self.info = info
+        self.tiny_vae = tiny_vae
+        if fast_decode and tiny_vae is not None:
+            self.pipe.vae = tiny_vae
+        pipe.set_progress_bar_config(disable=True)
+
+    def generate(
+        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+    ) -> list[list[Image.Image]]:
+        """Run one pipeline call; every slot draws its noise from its own generator."""
+        # CPU generators give the same noise on every device, so a seed reproduces anywhere.
+        generators = [torch.Generator("cpu").manual_seed(slot.seed) for slot in slots]
+        common: dict[str, Any] = {
+            "prompt": [slot.prompt for slot in slots],
+            "negative_prompt": [slot.negative for slot in slots],
+            "width": spec.width,
+            "height": spec.height,
+            "num_inference_steps": spec.steps,
+            "guidance_scale": self.info.guidance,
+            "generator": generators,
+            "output_type": "np",
+        }
+        with torch.inference_mode():
+            if self.info.kind is Kind.VIDEO:
+                return self._video(common, spec.steps, on_step)
+            return self._images(common, spec.steps, on_step)
+
+    def _images(self, common: dict[str, Any], steps: int, on_step: StepCallback) -> list[list[Image.Image]]:
+        def step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            on_step(i + 1, steps, tensors["latents"])
+            return {}
+
+        out = self.pipe(
+            **common, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"]
+        )
+        return [[image] for image in to_images(out.images)]
+
+    def _video(self, common: dict[str, Any], steps: int, on_step: StepCallback) -> list[list[Image.Image]]:
+        def step(i: int, t: Any, latents: torch.Tensor) -> None:
+            on_step(i + 1, steps, latents)
+
+        out = self.pipe(**common, num_frames=self.info.frames, callback=step, callback_steps=1)
+        frames = np.asarray(out.frames)
+        return [to_images(clip) for clip in frames]
+
+    def preview(self, latents: torch.Tensor, index: int) -> Image.Image:
+        """Decode slot ``index`` with the tiny VAE when there is one, else project it linearly."""
+        latent = latents[index]
+        if latent.ndim == 4:  # video latents are (C, F, H, W): show the first frame
+            latent = latent[:, 0]
+        if self.tiny_vae is None:
+            return latent_preview(latent)
+        with torch.inference_mode():
+            decoded = self.tiny_vae.decode(latent[None].to(self.tiny_vae.dtype)).sample
+        array = ((decoded[0].float().cpu().permute(1, 2, 0) + 1) / 2).numpy()
+        return to_images(array)[0]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Fast PNG bytes (previews are small and short-lived)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def model_info(
+    config: ModelConfig, preset: Any, kind: Kind, device: torch.device, dtype: torch.dtype
+) -> ModelInfo:
+    """Defaults from the preset, overridden by the config."""
+    return ModelInfo(
+        name=config.name,
+        source=str(config.path or preset.source or config.name),
+        kind=kind,
+        steps=config.steps or preset.steps,
+        max_steps=preset.max_steps,
+        guidance=preset.guidance if config.guidance is None else config.guidance,
+        size=config.size or preset.size,
+        frames=config.frames or preset.frames,
+        fps=config.fps,
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+        note=preset.note,
+    )

@@ -1,0 +1,109 @@
+"""Turn ``model:`` settings into a loaded backend, or a message that says what to do."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from generators.config import ModelConfig
+from generators.errors import ModelLoadError
+from generators.pipelines.backend import DiffusersBackend, model_info
+from generators.pipelines.device import placement
+from generators.pipelines.presets import GENERIC_IMAGE, GENERIC_VIDEO, PRESETS
+from generators.pipelines.tiny import tiny_autoencoder, write_tiny_image, write_tiny_video
+from generators.requests import Kind
+
+log = logging.getLogger(__name__)
+
+_BUILTIN = {"builtin:tiny": write_tiny_image, "builtin:tiny-video": write_tiny_video}
+
+
+def load_backend(config: ModelConfig) -> DiffusersBackend:
+    """Load the configured model onto its device; raise ModelLoadError with advice when it can't be."""
+    _quiet_libraries()
+    preset = PRESETS.get(config.name)
+    source = str(config.path) if config.path else (preset.source if preset else config.name)
+    device, dtype = placement(config)
+    log.info("loading model %s from %s on %s (%s)", config.name, source, device, dtype)
+    if source in _BUILTIN:
+        pipe = _load_builtin(source, config.seed, dtype)
+    else:
+        pipe = _load_pretrained(source, config, dtype)
+    pipe = pipe.to(device)
+    kind = _kind_of(pipe, config)
+    preset = preset or (GENERIC_VIDEO if kind is Kind.VIDEO else GENERIC_IMAGE)
+    info = model_info(config, preset, kind, device, dtype)
+    tiny_vae = _load_tiny_vae(config, device, dtype) if config.tiny_vae else None
+    return DiffusersBackend(pipe, info, tiny_vae=tiny_vae, fast_decode=config.fast_decode)
+
+
+def _quiet_libraries() -> None:
+    # Their per-file progress bars would interleave with the bot's own progress and logs.
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _load_builtin(source: str, seed: int, dtype: torch.dtype) -> Any:
+    from diffusers import DiffusionPipeline
+
+    # Written and read back so the tiny presets take the same loading path as downloaded weights.
+    with tempfile.TemporaryDirectory(prefix="memebot-tiny-") as folder:
+        _BUILTIN[source](Path(folder), seed)
+        return DiffusionPipeline.from_pretrained(folder, dtype=dtype)
+
+
+def _load_pretrained(source: str, config: ModelConfig, dtype: torch.dtype) -> Any:
+    from diffusers import DiffusionPipeline
+
+    local = Path(source).expanduser()
+    if source.startswith((".", "/", "~")) and not local.is_dir():
+        raise ModelLoadError(f"model folder {local} does not exist: {_ADVICE.format(source=config.name)}")
+    try:
+        return DiffusionPipeline.from_pretrained(
+            str(local) if local.is_dir() else source,
+            dtype=dtype,
+            cache_dir=config.cache_dir,
+            local_files_only=config.offline,
+        )
+    except (OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelLoadError(
+            f"could not load model {config.name!r} from {source} ({reason}). {_ADVICE.format(source=source)}"
+        ) from error
+
+
+_ADVICE = (
+    "Download it on a machine with internet (`huggingface-cli download {source} --local-dir models/NAME`) "
+    "and set model.path to that folder, or set model.name to 'tiny' for a test run without weights."
+)
+
+
+def _kind_of(pipe: Any, config: ModelConfig) -> Kind:
+    if config.kind != "auto":
+        return Kind(config.kind)
+    return Kind.VIDEO if "Video" in type(pipe).__name__ else Kind.IMAGE
+
+
+def _load_tiny_vae(config: ModelConfig, device: torch.device, dtype: torch.dtype) -> Any:
+    from diffusers import AutoencoderTiny
+
+    if config.tiny_vae == "tiny":
+        vae = tiny_autoencoder(config.seed)
+    else:
+        try:
+            vae = AutoencoderTiny.from_pretrained(
+                config.tiny_vae, cache_dir=config.cache_dir, local_files_only=config.offline
+            )
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(
+                f"could not load model.tiny_vae {config.tiny_vae!r}: {error}. "
+                "Point it at a downloaded folder (e.g. madebyollin/taesd), or remove it."
+            ) from error
+    return vae.to(device=device, dtype=dtype)

@@ -1,0 +1,92 @@
+"""Loading: the tiny presets run the real diffusers path; failures say what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from generators.config import ModelConfig
+from generators.errors import ModelLoadError
+from generators.pipelines import BatchSpec, DiffusersBackend, Slot, load_backend
+from generators.pipelines.device import pick_dtype
+from generators.pipelines.tiny import MAX_TOKENS, build_tokenizer
+from generators.requests import Kind
+
+
+def test_tiny_is_a_real_stable_diffusion_pipeline(tiny_backend: DiffusersBackend) -> None:
+    assert type(tiny_backend.pipe).__name__ == "StableDiffusionPipeline"
+    assert tiny_backend.info.kind is Kind.IMAGE
+    assert (tiny_backend.info.device, tiny_backend.info.dtype) == ("cpu", "float32")
+    assert tiny_backend.pipe.vae_scale_factor == 8  # latents are 1/8 of the image, as with real models
+
+
+def test_tiny_weights_are_the_same_on_every_load(tiny_backend: DiffusersBackend) -> None:
+    again = load_backend(ModelConfig(name="tiny", size=64, steps=2))
+    spec, slot = BatchSpec(64, 64, 2), [Slot("same seed, same pixels", "", 3)]
+    first = np.asarray(tiny_backend.generate(spec, slot, lambda *a: None)[0][0])
+    second = np.asarray(again.generate(spec, slot, lambda *a: None)[0][0])
+    assert np.array_equal(first, second)
+    other_seed = np.asarray(
+        again.generate(spec, [Slot("same seed, same pixels", "", 4)], lambda *a: None)[0][0]
+    )
+    assert not np.array_equal(first, other_seed)
+
+
+def test_the_offline_tokenizer_covers_every_byte_and_stops_at_77(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer(tmp_path)
+    assert tokenizer.model_max_length == MAX_TOKENS
+    ids = tokenizer(
+        "ünïcødé 🍝 spaghetti", padding="max_length", max_length=MAX_TOKENS, truncation=True
+    ).input_ids
+    assert len(ids) == MAX_TOKENS
+    assert tokenizer.unk_token_id not in ids[1:20]
+    long = tokenizer("x " * 500, truncation=True, max_length=tokenizer.model_max_length).input_ids
+    assert len(long) == MAX_TOKENS
+
+
+def test_a_very_long_prompt_does_not_overflow_the_text_encoder(tiny_backend: DiffusersBackend) -> None:
+    out = tiny_backend.generate(BatchSpec(64, 64, 1), [Slot("spaghetti " * 200, "", 1)], lambda *a: None)
+    assert out[0][0].size == (64, 64)
+
+
+def test_tiny_video_is_modelscopes_pipeline(tiny_video_backend: DiffusersBackend) -> None:
+    assert type(tiny_video_backend.pipe).__name__ == "TextToVideoSDPipeline"
+    assert tiny_video_backend.info.kind is Kind.VIDEO
+    steps: list[int] = []
+    clips = tiny_video_backend.generate(
+        BatchSpec(64, 64, 2), [Slot("a cat", "", 1)], lambda i, n, latents: steps.append(i)
+    )
+    assert len(clips) == 1 and len(clips[0]) == 8
+    assert steps == [1, 2]
+
+
+def test_previews_from_latents_and_from_the_tiny_vae(tiny_backend: DiffusersBackend) -> None:
+    latents = torch.randn(2, 4, 8, 8)
+    assert tiny_backend.tiny_vae is not None
+    assert tiny_backend.preview(latents, 1).size == (64, 64)
+    tiny_backend_without = DiffusersBackend(tiny_backend.pipe, tiny_backend.info)
+    assert tiny_backend_without.preview(latents, 0).size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("config", "phrase"),
+    [
+        (ModelConfig(name="sd-turbo", offline=True), "stabilityai/sd-turbo"),
+        (ModelConfig(name="nobody/no-such-model", offline=True), "nobody/no-such-model"),
+        (ModelConfig(name="custom", path=Path("/no/such/folder")), "does not exist"),
+    ],
+)
+def test_a_model_that_cannot_load_says_what_to_do(config: ModelConfig, phrase: str) -> None:
+    with pytest.raises(ModelLoadError) as caught:
+        load_backend(config)
+    message = str(caught.value)
+    assert phrase in message
+    assert "model.path" in message and "'tiny'" in message
+
+
+def test_dtype_choice() -> None:
+    assert pick_dtype("auto", torch.device("cpu")) is torch.float32
+    assert pick_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
