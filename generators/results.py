@@ -1,0 +1,63 @@
+"""A finished job's pixels → captioned grid or clip → a file under the results folder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from generators import render
+from generators.config import RenderConfig
+from generators.pipelines.backend import BatchSpec
+from generators.requests import GenerationResult, Job, Kind, MediaFile
+
+
+def render_job(
+    job: Job,
+    outputs: Sequence[Sequence[Image.Image]],
+    *,
+    spec: BatchSpec,
+    seeds: Sequence[int],
+    metadata: Mapping[str, str],
+    folder: Path,
+    config: RenderConfig,
+    fps: int,
+    elapsed: float,
+) -> GenerationResult:
+    """Render one job (one frame per output for images, all frames of one output for a clip) to disk."""
+    request = job.request
+    meta = metadata if config.embed_metadata else None
+    if request.kind is Kind.VIDEO:
+        frames = render.caption_frames(outputs[0], top=request.top, bottom=request.bottom)
+        encoded = render.encode_clip(
+            frames, fps=fps, budget_bytes=job.budget_bytes, formats=config.clip_formats, metadata=meta
+        )
+        stem = "clip"
+    else:
+        # Tiles share a size and a caption: caption_frames lays the text out once for all of them.
+        tiles = render.caption_frames(
+            [frames[0] for frames in outputs], top=request.top, bottom=request.bottom
+        )
+        grid = render.make_grid(tiles, numbered=config.number_tiles)
+        encoded = render.encode_image(grid, budget_bytes=job.budget_bytes, metadata=meta)
+        stem = "grid"
+    path = write_result(folder, job.id, f"{stem}.{encoded.ext}", encoded.data)
+    return GenerationResult(
+        job_id=job.id,
+        files=(MediaFile(path, encoded.mime, len(encoded.data)),),
+        seeds=tuple(seeds),
+        width=spec.width,
+        height=spec.height,
+        elapsed_s=round(elapsed, 3),
+    )
+
+
+def write_result(folder: Path, job_id: str, name: str, data: bytes) -> Path:
+    """Write ``data`` as ``folder/job_id/name`` atomically (a reader never sees half a file)."""
+    target = folder / job_id / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    partial.write_bytes(data)
+    partial.replace(target)
+    return target

@@ -1,0 +1,397 @@
+"""The one worker that owns the pipeline: fair batches in, progress events and result files out.
+
+Inference runs on a single dedicated thread (a pipeline is not thread-safe) and rendering on another, so
+the event loop only schedules: Discord's gateway heartbeats must never wait for a denoising step. The
+next batch starts denoising while the previous one is still being encoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from generators.config import LimitsConfig, RenderConfig, WorkerConfig
+from generators.grammar import format_request, size_for
+from generators.pipelines.backend import Backend, BatchSpec, Slot, png_bytes
+from generators.queue import JobQueue
+from generators.requests import (
+    Cancelled,
+    Failed,
+    Finished,
+    Job,
+    Kind,
+    Preview,
+    Progress,
+    Queued,
+    Started,
+    Step,
+)
+from generators.results import render_job
+
+log = logging.getLogger(__name__)
+
+OOM_REASON = "the GPU ran out of memory even for a single image: try a smaller --ar or fewer --steps"
+INTERNAL_REASON = "generation failed on our side; the error was logged for the admins"
+
+
+class _Interrupted(Exception):
+    """Raised from the step callback to stop a pipeline call whose jobs were all cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a job runs: the shared batch settings and one slot per image."""
+
+    spec: BatchSpec
+    slots: tuple[Slot, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    job_id: str
+    slot: Slot
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    reason: str
+
+
+_Outcome = list[Image.Image] | _Failure | None  # None: cancelled
+#: Reports a finished step to the jobs still wanted: (job id → its first slot in the call, step, latents).
+_Report = Callable[[dict[str, int], int, torch.Tensor], None]
+
+
+class StepRates:
+    """Recent seconds per (step × image), per batch shape, for queue ETAs."""
+
+    def __init__(self, smoothing: float = 0.3) -> None:
+        self.smoothing = smoothing
+        self._rates: dict[Hashable, float] = {}
+
+    def record(self, key: Hashable, seconds: float, steps: int, images: int) -> None:
+        """Fold one measured pipeline call into the average for its shape."""
+        rate = seconds / max(1, steps * images)
+        old = self._rates.get(key)
+        self._rates[key] = rate if old is None else old + self.smoothing * (rate - old)
+
+    def estimate(self, key: Hashable, steps: int, images: int) -> float | None:
+        """Seconds a call of this shape should take; ``None`` before anything was measured."""
+        rate = self._rates.get(key)
+        if rate is None and self._rates:
+            rate = max(self._rates.values())
+        return None if rate is None else rate * steps * images
+
+
+class GenerationWorker:
+    """Drains the queue through one backend; use as ``async with``."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        queue: JobQueue,
+        *,
+        config: WorkerConfig,
+        limits: LimitsConfig,
+        render: RenderConfig,
+    ) -> None:
+        self.backend = backend
+        self.queue = queue
+        self.config = config
+        self.limits = limits
+        self.render = render
+        self.rates = StepRates()
+        #: Every job's progress, in order: (job id, event). The job service drains it.
+        self.events: asyncio.Queue[tuple[str, Progress]] = asyncio.Queue()
+        self._gpu = ThreadPoolExecutor(1, thread_name_prefix="memebot-gpu")
+        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="memebot-render")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._renders: set[asyncio.Task[None]] = set()
+        self._running: dict[str, Job] = {}
+        self._cancel: set[str] = set()  # cancels asked for while running
+        self._stopped: set[str] = set()  # running jobs already told they are cancelled
+        self._positions: dict[str, int] = {}
+        self._busy_until: float = 0.0
+        self._closing = False
+        self._taking = False  # waiting in queue.take(), where cancelling loses nothing
+        self._abandon = False
+
+    async def __aenter__(self) -> GenerationWorker:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the queue side ---------------------------------------------------------------------------
+
+    def submit(self, job: Job, *, force: bool = False) -> int:
+        """Queue a job (``force`` skips the caps, for recovered jobs); return its position."""
+        position = self.queue.put(job, force=force)
+        self.publish_positions()
+        return position
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued job now, or a running one at its next step; False when it isn't either."""
+        if self.queue.remove(job_id) is not None:
+            self._positions.pop(job_id, None)
+            self._emit(job_id, Cancelled())
+            self.publish_positions()
+            return True
+        if job_id in self._running and job_id not in self._cancel:
+            self._cancel.add(job_id)
+            return True
+        return False
+
+    def publish_positions(self) -> None:
+        """Tell every waiting job whose place in line moved where it is now and when it should start."""
+        eta: float | None = max(0.0, self._busy_until - time.monotonic())
+        order = self.queue.order()
+        waiting = {job.id for job in order}
+        for job_id in [j for j in self._positions if j not in waiting]:
+            del self._positions[job_id]
+        for position, job in enumerate(order):
+            if self._positions.get(job.id) != position:
+                self._positions[job.id] = position
+                self._emit(job.id, Queued(position, None if eta is None else round(eta, 1)))
+            estimate = self._estimate(job)
+            eta = None if eta is None or estimate is None else eta + estimate
+
+    def is_running(self, job_id: str) -> bool:
+        """Whether the job is in the pipeline (or being encoded) now."""
+        return job_id in self._running
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    def plan(self, job: Job) -> Plan:
+        """Size, steps and one seeded slot per image for ``job``."""
+        info = self.backend.info
+        request = job.request
+        width, height = size_for(request.aspect, info.size, self.limits.max_side)
+        spec = BatchSpec(width=width, height=height, steps=request.steps or info.steps)
+        seed = request.seed or 0
+        count = 1 if request.kind is Kind.VIDEO else request.n
+        slots = tuple(Slot(request.prompt, request.negative, (seed + i) % 2**32) for i in range(count))
+        return Plan(spec, slots)
+
+    def batch_key(self, job: Job) -> Hashable:
+        """Jobs with equal keys share one pipeline call."""
+        spec = self.plan(job).spec
+        return (spec.width, spec.height, spec.steps)
+
+    def images_of(self, job: Job) -> int:
+        """How much of a batch a job takes: its images, or a clip's frames."""
+        if job.request.kind is Kind.VIDEO:
+            return self.backend.info.frames
+        return job.request.n
+
+    def _estimate(self, job: Job) -> float | None:
+        spec = self.plan(job).spec
+        return self.rates.estimate(self.batch_key(job), spec.steps, self.images_of(job))
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the worker was started on."""
+        if self._loop is None:
+            raise RuntimeError("the worker has not been started")
+        return self._loop
+
+    def start(self) -> None:
+        """Start draining the queue."""
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="memebot-worker")
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop taking jobs; let the running batch finish (within ``grace`` seconds), then release threads.
+
+        A batch still running at the deadline is abandoned: its jobs stay RUNNING in the store, so the
+        next start queues them again.
+        """
+        self._closing = True
+        if self._task is not None:
+            if self._taking:
+                self._task.cancel()
+            done, _ = await asyncio.wait([self._task], timeout=grace)
+            if not done:
+                self._abandon = True  # the inference thread stops at its next step
+                await asyncio.wait([self._task], timeout=grace)
+        if self._renders:
+            await asyncio.wait(self._renders, timeout=grace)
+        self._gpu.shutdown(wait=False, cancel_futures=True)
+        self._encoder.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self) -> None:
+        max_images = self.config.max_batch if self.config.batching else 1
+        while not self._closing:
+            self._taking = True
+            try:
+                jobs = await self.queue.take(self.batch_key, self.images_of, max_images)
+            finally:
+                self._taking = False
+            for job in jobs:
+                self._running[job.id] = job
+                self._positions.pop(job.id, None)
+            await self._run_batch(jobs)
+
+    async def _run_batch(self, jobs: list[Job]) -> None:
+        plans = {job.id: self.plan(job) for job in jobs}
+        spec = plans[jobs[0].id].spec
+        items = [_Item(job.id, slot) for job in jobs for slot in plans[job.id].slots]
+        for job in jobs:
+            self._emit(job.id, Started(batch_size=len(items)))
+        started = time.monotonic()
+        estimate = self.rates.estimate(self.batch_key(jobs[0]), spec.steps, len(items))
+        self._busy_until = started + (estimate or 0.0)
+        self.publish_positions()
+        chunks = [items[i : i + self.config.max_batch] for i in range(0, len(items), self.config.max_batch)]
+        outcomes: dict[_Item, _Outcome] = {}
+        for index, chunk in enumerate(chunks):
+            progress = self._progress(index, len(chunks), spec.steps)
+            outcomes.update(await self.loop.run_in_executor(self._gpu, self._call, spec, chunk, progress))
+        self._finish_batch(jobs, plans, outcomes, time.monotonic() - started)
+
+    def _finish_batch(
+        self, jobs: list[Job], plans: dict[str, Plan], outcomes: dict[_Item, _Outcome], elapsed: float
+    ) -> None:
+        if self._abandon:
+            return  # shutting down: the store still says RUNNING, so the next start runs them again
+        for job in jobs:
+            job_outcomes = [outcomes[_Item(job.id, slot)] for slot in plans[job.id].slots]
+            failure = next((o for o in job_outcomes if isinstance(o, _Failure)), None)
+            if job.id in self._cancel or None in job_outcomes:
+                self._release(job.id, Cancelled())
+            elif failure is not None:
+                self._release(job.id, Failed(failure.reason))
+            else:
+                frames = [o for o in job_outcomes if isinstance(o, list)]
+                task = asyncio.create_task(self._render(job, plans[job.id], frames, elapsed))
+                self._renders.add(task)
+                task.add_done_callback(self._renders.discard)
+
+    async def _render(self, job: Job, plan: Plan, frames: list[list[Image.Image]], elapsed: float) -> None:
+        work = functools.partial(
+            render_job,
+            job,
+            frames,
+            spec=plan.spec,
+            seeds=[slot.seed for slot in plan.slots],
+            metadata=self._metadata(job, plan),
+            folder=self.config.results_dir,
+            config=self.render,
+            fps=self.backend.info.fps,
+            elapsed=elapsed,
+        )
+        try:
+            result = await self.loop.run_in_executor(self._encoder, work)
+        except Exception:
+            log.exception("rendering job %s failed", job.id)
+            self._release(job.id, Failed(INTERNAL_REASON))
+            return
+        self._release(job.id, Finished(result))
+
+    def _metadata(self, job: Job, plan: Plan) -> dict[str, str]:
+        request = job.request
+        return {
+            "prompt": request.prompt,
+            "negative": request.negative,
+            "seed": str(plan.slots[0].seed),
+            "steps": str(plan.spec.steps),
+            "size": f"{plan.spec.width}x{plan.spec.height}",
+            "model": self.backend.info.name,
+            "job": job.id,
+            "command": format_request(job.request, self.limits),
+        }
+
+    def _release(self, job_id: str, event: Progress) -> None:
+        """Send a job's one terminal event (Cancelled wins if it was asked for) and forget it."""
+        self._running.pop(job_id, None)
+        if job_id in self._stopped:
+            self._stopped.discard(job_id)
+            self._cancel.discard(job_id)
+            return
+        if job_id in self._cancel:
+            self._cancel.discard(job_id)
+            event = Cancelled()
+        self._emit(job_id, event)
+
+    # -- the inference thread ---------------------------------------------------------------------
+
+    def _progress(self, chunk: int, chunks: int, steps: int) -> _Report:
+        def report(first_slots: dict[str, int], step: int, latents: torch.Tensor) -> None:
+            done = chunk * steps + step
+            for job_id in first_slots:
+                self._threadsafe(job_id, Step(done, chunks * steps))
+            every = self.config.preview_every
+            if every and step % every == 0 and step < steps:
+                for job_id, index in first_slots.items():
+                    image = self.backend.preview(latents, index)
+                    self._threadsafe(job_id, Preview(png_bytes(image), done))
+
+        return report
+
+    def _emit(self, job_id: str, event: Progress) -> None:
+        self.events.put_nowait((job_id, event))
+
+    def _threadsafe(self, job_id: str, event: Progress) -> None:
+        self.loop.call_soon_threadsafe(self._emit, job_id, event)
+
+    def _call(self, spec: BatchSpec, items: Sequence[_Item], progress: _Report) -> dict[_Item, _Outcome]:
+        """One pipeline call (on the inference thread), split on out-of-memory or a failing job."""
+        first_slots: dict[str, int] = {}
+        for index, item in enumerate(items):
+            first_slots.setdefault(item.job_id, index)
+        job_ids = list(first_slots)
+
+        def on_step(step: int, total: int, latents: torch.Tensor) -> None:
+            for job_id in self._cancel.intersection(first_slots).difference(self._stopped):
+                self._stopped.add(job_id)
+                self._threadsafe(job_id, Cancelled())
+            live = {job_id: i for job_id, i in first_slots.items() if job_id not in self._stopped}
+            if self._abandon or not live:
+                raise _Interrupted
+            progress(live, step, latents)
+
+        started = time.perf_counter()
+        try:
+            outputs = self.backend.generate(spec, [item.slot for item in items], on_step)
+        except _Interrupted:
+            return dict.fromkeys(items)
+        except torch.OutOfMemoryError:
+            return self._split_after_oom(spec, items, progress)
+        except Exception:
+            log.exception("pipeline call failed for jobs %s", ", ".join(job_ids))
+            if len(job_ids) == 1:
+                return dict.fromkeys(items, _Failure(INTERNAL_REASON))
+            # Run each job alone so the one that breaks the call fails by itself.
+            outcomes: dict[_Item, _Outcome] = {}
+            for job_id in job_ids:
+                outcomes |= self._call(spec, [i for i in items if i.job_id == job_id], progress)
+            return outcomes
+        key = (spec.width, spec.height, spec.steps)
+        # A clip counts its frames, as in images_of().
+        units = sum(len(frames) for frames in outputs)
+        self.rates.record(key, time.perf_counter() - started, spec.steps, units)
+        return dict(zip(items, outputs, strict=True))
+
+    def _split_after_oom(
+        self, spec: BatchSpec, items: Sequence[_Item], progress: _Report
+    ) -> dict[_Item, _Outcome]:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if len(items) == 1:
+            log.warning("out of memory for a single image of job %s", items[0].job_id)
+            return {items[0]: _Failure(OOM_REASON)}
+        half = len(items) // 2
+        log.warning("out of memory for %d images: retrying as %d + %d", len(items), half, len(items) - half)
+        return self._call(spec, items[:half], progress) | self._call(spec, items[half:], progress)
