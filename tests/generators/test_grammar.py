@@ -1,0 +1,176 @@
+"""The command grammar: every flag, every refusal, the round trip, and fuzzing."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from generators.config import LimitsConfig
+from generators.errors import BadRequest
+from generators.grammar import format_request, help_text, parse, size_for
+from generators.requests import GenerationRequest, Kind
+
+LIMITS = LimitsConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a cat", GenerationRequest("a cat", n=9)),
+        ("a cat --no dogs, blurry", GenerationRequest("a cat", negative="dogs, blurry", n=9)),
+        ("a cat --seed 42", GenerationRequest("a cat", seed=42, n=9)),
+        ("a cat --ar 16:8", GenerationRequest("a cat", aspect=(2, 1), n=9)),
+        ("a cat --n 4", GenerationRequest("a cat", n=4)),
+        ("a cat --steps 20", GenerationRequest("a cat", steps=20, n=9)),
+        (
+            "a cat --top WHEN YOU --bottom SEE IT",
+            GenerationRequest("a cat", n=9, top="WHEN YOU", bottom="SEE IT"),
+        ),
+        ("a cat --video", GenerationRequest("a cat", kind=Kind.VIDEO, n=1)),
+        ("a cat —seed 3 –n 2", GenerationRequest("a cat", seed=3, n=2)),
+        ("a cat --SEED 3 --No Dogs", GenerationRequest("a cat", seed=3, negative="Dogs", n=9)),
+        ("  a\tcat \n\x00 --n 1 ", GenerationRequest("a cat", n=1)),
+        ("a--b -- c --> d", GenerationRequest("a--b -- c --> d", n=9)),
+        ("spaghetti 🍝 吃 --top 🍝", GenerationRequest("spaghetti 🍝 吃", n=9, top="🍝")),
+        ("x --seed 4294967295", GenerationRequest("x", seed=4294967295, n=9)),
+    ],
+)
+def test_parse(text: str, expected: GenerationRequest) -> None:
+    assert parse(text, LIMITS) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "flag", "phrase"),
+    [
+        ("a cat --n ten", "--n", "whole number from 1 to 9 (got 'ten')"),
+        ("a cat --n 0", "--n", "from 1 to 9"),
+        ("a cat --n 10", "--n", "from 1 to 9"),
+        ("a cat --steps 51", "--steps", "from 1 to 50"),
+        ("a cat --seed -1", "--seed", "whole number"),
+        ("a cat --seed 4294967296", "--seed", "from 0 to 4294967295"),
+        ("a cat --seed 1 2", "--seed", "'2' after it is not understood"),
+        ("a cat --seed", "--seed", "whole number"),
+        ("a cat --ar wide", "--ar", "must look like 16:9"),
+        ("a cat --ar 0:1", "--ar", "must look like 16:9"),
+        ("a cat --ar 4:1", "--ar", "too stretched"),
+        ("a cat --sed 4", "--sed", "did you mean --seed?"),
+        ("a cat --zzz", "--zzz", "the flags are --no, --seed"),
+        ("a cat --n 1 --n 2", "--n", "given twice"),
+        ("a cat --no", "--no", "needs some text"),
+        ("a cat --top " + "x" * 121, "--top", "the limit is 120"),
+        ("a cat --video --n 2", "--n", "can't be used with --video"),
+        ("a cat --video now", "--video", "takes no value"),
+        ("a cat --n ４", "--n", "whole number"),
+    ],
+)
+def test_refusals_name_the_flag_and_why(text: str, flag: str, phrase: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse(text, LIMITS)
+    assert caught.value.flag == flag
+    assert phrase in str(caught.value)
+
+
+def test_prompt_refusals() -> None:
+    with pytest.raises(BadRequest, match="prompt is empty") as empty:
+        parse("   --seed 4", LIMITS)
+    assert empty.value.flag is None
+    with pytest.raises(BadRequest, match="the prompt is 601 characters; the limit is 600"):
+        parse("x" * 601, LIMITS)
+
+
+def test_video_can_be_switched_off() -> None:
+    with pytest.raises(BadRequest, match="--video is not available"):
+        parse("a cat --video", LIMITS.model_copy(update={"allow_video": False}))
+
+
+def test_defaults_come_from_the_limits() -> None:
+    limits = LimitsConfig(default_n=4, max_n=4)
+    assert parse("a cat", limits).n == 4
+    assert format_request(parse("a cat --n 4", limits), limits) == "a cat"
+
+
+@pytest.mark.parametrize(
+    ("aspect", "native", "max_side", "expected"),
+    [
+        ((1, 1), 512, 1024, (512, 512)),
+        ((16, 9), 512, 1024, (704, 384)),
+        ((9, 16), 512, 1024, (384, 704)),
+        ((3, 1), 1024, 1024, (1024, 320)),
+        ((1, 1), 64, 1024, (64, 64)),
+        ((3, 1), 64, 1024, (128, 64)),
+    ],
+)
+def test_size_for(aspect: tuple[int, int], native: int, max_side: int, expected: tuple[int, int]) -> None:
+    width, height = size_for(aspect, native, max_side)
+    assert (width, height) == expected
+    assert width % 64 == 0 and height % 64 == 0 and max(width, height) <= max_side
+
+
+def test_help_lists_every_flag() -> None:
+    text = help_text(LIMITS)
+    for flag in (
+        "--no TEXT",
+        "--seed N",
+        "--ar W:H",
+        "--n N",
+        "--steps N",
+        "--top TEXT",
+        "--bottom TEXT",
+        "--video",
+    ):
+        assert flag in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_no_input_crashes_the_parser(text: str) -> None:
+    try:
+        parse(text, LIMITS)
+    except BadRequest:
+        pass
+
+
+_pieces = st.sampled_from(
+    ["cat", "🍝", "a--b", "--", "—", "--no", "--seed", "--ar", "--n", "--steps", "--top", "--bottom", "--video",
+     "--nope", "7", "16:9", "2", "0", "x", "\t", "\n", "—n", "–seed", "-", ":"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_pieces, max_size=12).map(" ".join))
+def test_whatever_parses_formats_back_to_itself(text: str) -> None:
+    try:
+        request = parse(text, LIMITS)
+    except BadRequest:
+        return
+    assert parse(format_request(request, LIMITS), LIMITS) == request
+
+
+_words = st.text(
+    st.characters(blacklist_categories=["Cc", "Cs", "Zl", "Zp", "Zs"]), min_size=1, max_size=8
+).filter(lambda w: not w.startswith(("--", "—", "–")))
+_text = st.lists(_words, min_size=1, max_size=5).map(" ".join)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> GenerationRequest:
+    video = draw(st.booleans())
+    ratio = draw(st.sampled_from([(1, 1), (16, 9), (2, 3), (3, 1)]))
+    return GenerationRequest(
+        prompt=draw(_text),
+        negative=draw(st.one_of(st.just(""), _text)),
+        seed=draw(st.one_of(st.none(), st.integers(0, 2**32 - 1))),
+        aspect=ratio,
+        n=1 if video else draw(st.integers(1, 9)),
+        steps=draw(st.one_of(st.none(), st.integers(1, 50))),
+        top=draw(st.one_of(st.just(""), _text)),
+        bottom=draw(st.one_of(st.just(""), _text)),
+        kind=Kind.VIDEO if video else Kind.IMAGE,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests())
+def test_any_valid_request_round_trips(request: GenerationRequest) -> None:
+    assert parse(format_request(request, LIMITS), LIMITS) == request
