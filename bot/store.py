@@ -1,0 +1,259 @@
+"""The job store (SQLite through aiosqlite): every job, its reply address, state, timings and result.
+
+Each state change is one conditional UPDATE, committed before the caller acts on it, so a restart
+resumes from the last written state and two processes racing to deliver cannot both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import json
+import time
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from generators.requests import GenerationRequest, GenerationResult, Job
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+
+
+S = JobStatus
+#: For each status, the statuses a job may come from.
+ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
+    S.QUEUED: frozenset({S.RUNNING}),  # requeued after a restart or a lost worker
+    S.RUNNING: frozenset({S.QUEUED}),
+    S.DONE: frozenset({S.RUNNING}),
+    S.FAILED: frozenset({S.QUEUED, S.RUNNING}),
+    S.CANCELLED: frozenset({S.QUEUED, S.RUNNING}),
+    S.DELIVERED: frozenset({S.DONE, S.FAILED, S.CANCELLED}),
+    S.UNDELIVERABLE: frozenset({S.DONE, S.FAILED, S.CANCELLED}),
+}
+FINISHED = (S.DONE, S.FAILED, S.CANCELLED)
+_TIMESTAMP = {
+    S.RUNNING: "started_at",
+    S.DONE: "finished_at",
+    S.FAILED: "finished_at",
+    S.CANCELLED: "finished_at",
+}
+_TIMESTAMP |= {S.DELIVERED: "delivered_at", S.UNDELIVERABLE: "delivered_at"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    reply_to TEXT NOT NULL,
+    request TEXT NOT NULL,
+    budget_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    delivered_at REAL,
+    result TEXT,
+    error TEXT,
+    delivery_ref TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+"""
+_VERSION = 1
+
+
+class InvalidTransition(ValueError):
+    """A state change the lifecycle does not allow (or another process got there first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A stored job."""
+
+    job: Job
+    platform: str
+    reply_to: dict[str, Any]
+    status: JobStatus
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    delivered_at: float | None = None
+    result: GenerationResult | None = None
+    error: str | None = None
+    delivery_ref: str | None = None
+    attempts: int = 0
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self.job.id
+
+
+class Store:
+    """Jobs in one SQLite file; open with ``async with Store.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, path: Path | str) -> AsyncIterator[Store]:
+        """Open (and create) the store; closed on exit."""
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        async with aiosqlite.connect(path) as db:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.executescript(_SCHEMA)
+            async with db.execute("SELECT version FROM schema_version") as cursor:
+                if await cursor.fetchone() is None:
+                    await db.execute("INSERT INTO schema_version VALUES (?)", (_VERSION,))
+            await db.commit()
+            yield cls(db)
+
+    async def add(self, job: Job, *, platform: str, reply_to: Mapping[str, Any]) -> JobRecord:
+        """Record a new QUEUED job; committed before this returns."""
+        record = JobRecord(job, platform, dict(reply_to), S.QUEUED, time.time())
+        await self._db.execute(
+            "INSERT INTO jobs (id, owner, platform, reply_to, request, budget_bytes, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.owner,
+                platform,
+                json.dumps(record.reply_to),
+                json.dumps(job.request.to_dict()),
+                job.budget_bytes,
+                S.QUEUED.value,
+                record.created_at,
+            ),
+        )
+        await self._db.commit()
+        return record
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """One job, or None."""
+        rows = await self._select("WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    async def transition(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        error: str | None = None,
+        result: GenerationResult | None = None,
+        delivery_ref: str | None = None,
+    ) -> JobRecord:
+        """Move a job to ``to`` if the lifecycle allows it from its current status, atomically."""
+        allowed = sorted(s.value for s in ALLOWED_FROM[to])
+        sets = ["status = ?", f"{_TIMESTAMP[to]} = ?"] if to in _TIMESTAMP else ["status = ?"]
+        values: list[Any] = [to.value, time.time()] if to in _TIMESTAMP else [to.value]
+        if to is S.RUNNING:
+            sets.append("attempts = attempts + 1")
+        for column, value in (
+            ("error", error),
+            ("result", None if result is None else json.dumps(result.to_dict())),
+            ("delivery_ref", delivery_ref),
+        ):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                values.append(value)
+        cursor = await self._db.execute(
+            f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status IN ({', '.join('?' * len(allowed))})",  # noqa: S608
+            (*values, job_id, *allowed),
+        )
+        await self._db.commit()
+        if cursor.rowcount == 0:
+            current = await self.get(job_id)
+            if current is None:
+                raise KeyError(job_id)
+            raise InvalidTransition(f"job {job_id} cannot go from {current.status.value} to {to.value}")
+        record = await self.get(job_id)
+        assert record is not None  # noqa: S101 - just updated
+        return record
+
+    async def update_reply_to(self, job_id: str, reply_to: Mapping[str, Any]) -> JobRecord:
+        """Merge ``reply_to`` into the job's reply address (e.g. the progress message's id)."""
+        record = await self.get(job_id)
+        if record is None:
+            raise KeyError(job_id)
+        merged = record.reply_to | dict(reply_to)
+        await self._db.execute("UPDATE jobs SET reply_to = ? WHERE id = ?", (json.dumps(merged), job_id))
+        await self._db.commit()
+        return dataclasses.replace(record, reply_to=merged)
+
+    async def unfinished(self) -> list[JobRecord]:
+        """QUEUED and RUNNING jobs, oldest first."""
+        return await self._select("WHERE status IN (?, ?) ORDER BY created_at, rowid", (S.QUEUED, S.RUNNING))
+
+    async def requeue_unfinished(self) -> list[JobRecord]:
+        """On start: RUNNING jobs go back to QUEUED; return every unfinished job, oldest first."""
+        await self._db.execute("UPDATE jobs SET status = ? WHERE status = ?", (S.QUEUED, S.RUNNING))
+        await self._db.commit()
+        return await self.unfinished()
+
+    async def undelivered(self) -> list[JobRecord]:
+        """Finished jobs whose owner has not been told yet, oldest first."""
+        marks = ", ".join("?" * len(FINISHED))
+        return await self._select(f"WHERE status IN ({marks}) ORDER BY created_at, rowid", FINISHED)
+
+    async def jobs_of(
+        self, owner: str, statuses: Collection[JobStatus] | None = None, limit: int = 50
+    ) -> list[JobRecord]:
+        """An owner's jobs, newest first."""
+        wanted = tuple(statuses or JobStatus)
+        marks = ", ".join("?" * len(wanted))
+        return await self._select(
+            f"WHERE owner = ? AND status IN ({marks}) ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (owner, *wanted, limit),
+        )
+
+    async def recent(self, limit: int = 50) -> list[JobRecord]:
+        """The newest jobs."""
+        return await self._select("ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
+
+    async def stats(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        async with self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status") as cursor:
+            return {row[0]: row[1] for row in await cursor.fetchall()}
+
+    async def _select(self, where: str, params: tuple[Any, ...]) -> list[JobRecord]:
+        async with self._db.execute(f"SELECT * FROM jobs {where}", params) as cursor:  # noqa: S608
+            return [_record(row) for row in await cursor.fetchall()]
+
+
+def _record(row: aiosqlite.Row) -> JobRecord:
+    request = GenerationRequest.from_dict(json.loads(row["request"]))
+    return JobRecord(
+        job=Job(row["id"], row["owner"], request, row["budget_bytes"]),
+        platform=row["platform"],
+        reply_to=json.loads(row["reply_to"]),
+        status=JobStatus(row["status"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        delivered_at=row["delivered_at"],
+        result=None if row["result"] is None else GenerationResult.from_dict(json.loads(row["result"])),
+        error=row["error"],
+        delivery_ref=row["delivery_ref"],
+        attempts=row["attempts"],
+    )
