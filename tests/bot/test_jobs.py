@@ -1,0 +1,121 @@
+"""The job service: written before acknowledged, refusals lose nothing, restarts requeue."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from bot.store import JobStatus, Store
+
+from bot.jobs import JobService
+from generators.config import LimitsConfig, RenderConfig, WorkerConfig
+from generators.errors import BadRequest, Forbidden, NotFound, QueueFull
+from generators.pipelines import DiffusersBackend
+from generators.queue import InProcessQueue
+from generators.requests import Cancelled, Finished, Queued, Started
+from generators.worker import GenerationWorker
+
+
+@contextlib.asynccontextmanager
+async def open_service(
+    backend: DiffusersBackend, db: Path, tmp_path: Path, *, start_worker: bool = True, per_user: int = 3
+) -> AsyncIterator[JobService]:
+    queue = InProcessQueue(per_user=per_user, total=50)
+    worker = GenerationWorker(
+        backend,
+        queue,
+        config=WorkerConfig(results_dir=tmp_path / "results", per_user_queue=per_user),
+        limits=LimitsConfig(),
+        render=RenderConfig(),
+    )
+    async with Store.open(db) as store:
+        service = JobService(store, worker, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
+        async with service:
+            if start_worker:
+                worker.start()
+            try:
+                yield service
+            finally:
+                await worker.stop()
+
+
+async def test_submit_writes_the_job_before_it_returns(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
+        record = await service.submit(
+            service.parse("a frog --n 2"), owner="u1", platform="cli", reply_to={"x": 1}
+        )
+        stored = await service.store.get(record.job.id)
+        assert stored is not None and stored.status is JobStatus.QUEUED
+        assert stored.job.request.seed is not None  # a random seed is fixed before storing
+        assert stored.reply_to == {"x": 1}
+
+
+async def test_watch_follows_a_job_and_the_store_ends_done(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path) as service:
+        record = await service.submit(service.parse("a frog --n 1"), owner="u1", platform="cli", reply_to={})
+        events = [event async for event in service.watch(record.job.id)]
+        assert isinstance(events[0], Queued)
+        assert any(isinstance(e, Started) for e in events)
+        assert isinstance(events[-1], Finished)
+        stored = await service.store.get(record.job.id)
+        assert stored is not None and stored.status is JobStatus.DONE
+        assert stored.result == events[-1].result
+
+
+async def test_a_refused_request_writes_nothing(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
+    async with open_service(
+        tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False, per_user=1
+    ) as service:
+        await service.submit(service.parse("one"), owner="u1", platform="cli", reply_to={})
+        with pytest.raises(QueueFull):
+            await service.submit(service.parse("two"), owner="u1", platform="cli", reply_to={})
+        with pytest.raises(BadRequest, match="--video"):
+            await service.submit(service.parse("three --video"), owner="u2", platform="cli", reply_to={})
+        assert await service.store.stats() == {"queued": 1}
+
+
+async def test_cancel_checks_the_owner(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
+        record = await service.submit(service.parse("mine"), owner="u1", platform="cli", reply_to={})
+        watch = service.watch(record.job.id)
+        with pytest.raises(Forbidden):
+            await service.cancel(record.job.id, by="u2")
+        with pytest.raises(NotFound):
+            await service.cancel("no-such-job", by="u1")
+        await service.cancel(record.job.id, by="u1")
+        assert isinstance([e async for e in watch][-1], Cancelled)
+        stored = await service.store.get(record.job.id)
+        assert stored is not None and stored.status is JobStatus.CANCELLED
+
+
+async def test_a_restart_queues_unfinished_jobs_again(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    async with open_service(tiny_backend, db, tmp_path, start_worker=False) as before:
+        ids = [
+            (await before.submit(before.parse(f"job {i}"), owner=f"u{i}", platform="cli", reply_to={})).job.id
+            for i in range(2)
+        ]
+        await before.store.transition(ids[0], JobStatus.RUNNING)  # as if the process died mid-job
+    async with open_service(tiny_backend, db, tmp_path) as after:
+        recovered = await after.recover()
+        assert [r.job.id for r in recovered] == ids
+        watches = [after.watch(job_id) for job_id in ids]
+        for watch in watches:
+            assert isinstance([e async for e in watch][-1], Finished)
+        for job_id in ids:
+            stored = await after.store.get(job_id)
+            assert stored is not None and stored.status is JobStatus.DONE
+
+
+async def test_steps_are_capped_by_the_model(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
+        assert service.limits.max_steps == min(LimitsConfig().max_steps, tiny_backend.info.max_steps)
+        assert not service.limits.allow_video  # an image model
+        with pytest.raises(BadRequest, match="--steps"):
+            service.parse("x --steps 500")
