@@ -1,0 +1,157 @@
+"""The composition root and command line: every client is built here and handed down.
+
+``memebot imagine``, ``memebot run`` and ``memebot check-config``; errors a user causes print one line
+(no traceback) and exit with 2 (bad input or config) or 1 (the model or the job failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from bot.store import Store
+
+from bot.jobs import JobService
+from bot.progress import ProgressLine
+from bot.settings import ConfigError, Settings
+from generators.errors import ModelLoadError, UserError
+from generators.pipelines import load_backend
+from generators.queue import InProcessQueue
+from generators.requests import Failed, Finished, GenerationResult
+from generators.worker import GenerationWorker
+
+log = logging.getLogger("memebot")
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@contextlib.asynccontextmanager
+async def open_core(settings: Settings) -> AsyncIterator[JobService]:
+    """Store, model, queue, worker and job service, opened in order and closed in reverse."""
+    backend = await asyncio.to_thread(load_backend, settings.model)
+    queue = InProcessQueue(per_user=settings.worker.per_user_queue, total=settings.worker.global_queue)
+    worker = GenerationWorker(
+        backend, queue, config=settings.worker, limits=settings.limits, render=settings.render
+    )
+    async with Store.open(settings.store.path) as store:
+        service = JobService(store, worker, settings.limits, settings.render.budget_bytes)
+        async with service, worker:
+            yield service
+
+
+async def imagine(settings: Settings, text: str, output: Path | None, quiet: bool) -> int:
+    """Generate one grid or clip from a command line and save it."""
+    async with open_core(settings) as service:
+        request = service.parse(text)
+        record = await service.submit(request, owner="cli", platform="cli", reply_to={"path": str(output)})
+        bar = ProgressLine(sys.stderr, enabled=not quiet)
+        async for event in service.watch(record.job.id):
+            bar.show(event)
+            if isinstance(event, Finished):
+                path = _save(event.result, output)
+                print(f"{path}  seed {request.seed}  job {record.job.id}")
+                return 0
+            if isinstance(event, Failed):
+                print(f"error: {event.reason}", file=sys.stderr)
+                return EXIT_FAILED
+    print("error: the job was cancelled", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _save(result: GenerationResult, output: Path | None) -> Path:
+    """Copy the primary file to ``output``, keeping the suffix of the format it was encoded in."""
+    source = result.primary.path
+    target = output or Path(source.name)
+    if target.suffix.lower() != source.suffix.lower():
+        target = target.with_suffix(source.suffix)
+        print(f"note: saved as {target.name}: that format fits the size budget", file=sys.stderr)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+async def run(settings: Settings) -> int:
+    """Start the worker and whatever the config enables, until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_core(settings) as service:
+        await service.recover()
+        log.info(
+            "worker ready: model %s on %s; no chat adapter is enabled",
+            service.model.name,
+            service.model.device,
+        )
+        await stop.wait()
+        log.info("shutting down: finishing the running job")
+    return 0
+
+
+def check_config(settings: Settings, path: Path | None) -> int:
+    """Say that the config is valid and what it sets."""
+    print(f"{path or 'built-in defaults'}: OK (model {settings.model.name}, store {settings.store.path})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``memebot`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="memebot", description="AI image grids and clips for chat communities."
+    )
+    parser.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    imagine_cmd = commands.add_parser("imagine", help="generate one grid or clip from a prompt")
+    imagine_cmd.add_argument("prompt", help='prompt and flags, e.g. "a hamster godzilla --n 4 --seed 7"')
+    imagine_cmd.add_argument("-o", "--output", type=Path, default=None, help="where to save the result")
+    imagine_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    commands.add_parser("run", help="run the bot with what the config enables")
+    commands.add_parser("check-config", help="validate the config file and exit")
+    for sub in commands.choices.values():
+        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, load the settings and run the command; return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=settings.logging.level if args.command == "run" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "check-config":
+            return check_config(settings, args.config)
+        if args.command == "imagine":
+            return asyncio.run(imagine(settings, args.prompt, args.output, args.quiet))
+        return asyncio.run(run(settings))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModelLoadError as error:
+        print(f"model error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def cli() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

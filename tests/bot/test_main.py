@@ -1,0 +1,126 @@
+"""The command line end to end: imagine (grid and clip), check-config, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bot.__main__ import main
+from generators.render import read_metadata
+
+
+def write_config(tmp_path: Path, model: str = "tiny", extra: str = "") -> Path:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"model:\n  name: {model}\n  size: 64\n  steps: 2\n  frames: 8\n"
+        f"store:\n  path: {tmp_path / 'memebot.db'}\n"
+        f"worker:\n  results_dir: {tmp_path / 'results'}\n{extra}"
+    )
+    return config
+
+
+def test_imagine_writes_a_grid_with_its_command_inside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "grid.png"
+    code = main(
+        [
+            "--config",
+            str(write_config(tmp_path)),
+            "imagine",
+            "a hamster godzilla --n 9 --seed 7",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    with Image.open(out) as grid:
+        assert grid.size == (3 * 64, 3 * 64)
+    meta = read_metadata(out.read_bytes())
+    assert meta["seed"] == "7"
+    assert meta["command"].startswith("a hamster godzilla")
+    stdout, stderr = capsys.readouterr()
+    assert str(out) in stdout and "seed 7" in stdout
+    assert "step 4/4" in stderr  # 9 images at max_batch 8: two calls of 2 steps
+    assert "Loading" not in stderr and "shards" not in stderr
+
+
+def test_imagine_a_clip(tmp_path: Path) -> None:
+    out = tmp_path / "clip.gif"
+    code = main(
+        [
+            "imagine",
+            "a cat dancing --video --seed 1",
+            "-o",
+            str(out),
+            "-q",
+            "--config",
+            str(write_config(tmp_path, "tiny-video")),
+        ]
+    )
+    assert code == 0
+    with Image.open(out) as clip:
+        assert clip.n_frames == 8
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [("a cat --n 99", "--n"), ("a cat --sed 4", "did you mean --seed"), ("--seed 4", "prompt is empty")],
+)
+def test_a_bad_prompt_is_one_clear_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], prompt: str, message: str
+) -> None:
+    code = main(["--config", str(write_config(tmp_path)), "imagine", prompt, "-o", str(tmp_path / "x.png")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("worker:\n  max_batch: many\n")
+    assert main(["check-config", "--config", str(bad)]) == 2
+    assert "worker.max_batch" in capsys.readouterr().err
+    assert main(["check-config", "--config", str(write_config(tmp_path))]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_a_model_that_cannot_load_exits_1_with_advice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, "sd-turbo", extra="")
+    config.write_text(config.read_text().replace("  size: 64\n", "  size: 64\n  offline: true\n"))
+    assert main(["--config", str(config), "imagine", "a cat"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("model error:") and "model.path" in err
+
+
+def test_the_console_script_runs(tmp_path: Path) -> None:
+    out = tmp_path / "grid.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot",
+            "--config",
+            str(write_config(tmp_path)),
+            "imagine",
+            "tiny --n 4",
+            "-o",
+            str(out),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as grid:
+        assert grid.size == (128, 128)

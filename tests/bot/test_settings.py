@@ -1,0 +1,66 @@
+"""config.yaml: defaults, the documented file, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import ConfigError, Secrets, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_config_documents_exactly_the_defaults() -> None:
+    shipped = Settings.load(REPO / "config.yaml")
+    assert shipped.model_dump(exclude={"secrets"}) == Settings().model_dump(exclude={"secrets"})
+
+
+def test_no_file_means_built_in_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings.load().model.name == "tiny"
+
+
+def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read it"):
+        Settings.load(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model:\n  steps: lots\n", "model.steps: Input should be a valid integer"),
+        ("model:\n  stepz: 4\n", "model.stepz: unknown key"),
+        ("worker:\n  max_batch: 0\n", "worker.max_batch: Input should be greater than or equal to 1"),
+        ("limits:\n  default_n: 9\n  max_n: 4\n", "default_n (9) must not exceed max_n (4)"),
+        ("model:\n  name: [tiny\nworker: {}\n", "line 3 is not valid YAML"),
+        ("- just\n- a list\n", "expected a mapping of sections"),
+        ("queue:\n  backend: kafka\n", "queue.backend: Input should be 'memory'"),
+    ],
+)
+def test_bad_files_name_the_key_and_what_was_expected(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.parse(text, source="config.yaml")
+    assert expected in str(caught.value)
+    assert str(caught.value).startswith("config.yaml:")
+
+
+def test_values_are_read(tmp_path: Path) -> None:
+    file = tmp_path / "c.yaml"
+    file.write_text("model:\n  name: sd-turbo\n  dtype: float16\nworker:\n  max_batch: 4\n")
+    settings = Settings.load(file)
+    assert (settings.model.name, settings.model.dtype, settings.worker.max_batch) == (
+        "sd-turbo",
+        "float16",
+        4,
+    )
+
+
+def test_secrets_come_from_the_environment_only() -> None:
+    secrets = Secrets.from_env({"MEMEBOT_DISCORD_TOKEN": "abc.def", "OTHER": "x"})
+    assert secrets.discord_token is not None
+    assert secrets.discord_token.get_secret_value() == "abc.def"
+    assert "abc.def" not in repr(secrets)
+    settings = Settings.parse("secrets:\n  discord_token: from-file\n")
+    token = settings.secrets.discord_token
+    assert token is None or token.get_secret_value() != "from-file"
