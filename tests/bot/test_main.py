@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from bot.__main__ import main
+from bot.store import JobStatus, Store
 from generators.render import read_metadata
+from generators.requests import GenerationRequest, Job
 
 
 def write_config(tmp_path: Path, model: str = "tiny", extra: str = "") -> Path:
@@ -124,3 +129,42 @@ def test_the_console_script_runs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as grid:
         assert grid.size == (128, 128)
+
+
+def test_run_finishes_jobs_left_by_a_previous_run_and_stops_on_sigterm(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    db = tmp_path / "memebot.db"
+
+    async def leave_a_job() -> str:
+        async with Store.open(db) as store:
+            record = await store.add(
+                Job("left-behind-job1", "cli", GenerationRequest("a cat", seed=1, n=1)),
+                platform="cli",
+                reply_to={},
+            )
+            await store.transition(record.id, JobStatus.RUNNING)  # the previous process died mid-job
+            return record.id
+
+    job_id = asyncio.run(leave_a_job())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    async def status() -> JobStatus | None:
+        async with Store.open(db) as store:
+            record = await store.get(job_id)
+            return None if record is None else record.status
+
+    try:
+        deadline = time.monotonic() + 60
+        while asyncio.run(status()) is not JobStatus.DONE and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert asyncio.run(status()) is JobStatus.DONE
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "requeued 1 unfinished jobs" in output
