@@ -16,11 +16,10 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from bot.store import Store
-
 from bot.jobs import JobService
 from bot.progress import ProgressLine
 from bot.settings import ConfigError, Settings
+from bot.store import Store
 from generators.errors import ModelLoadError, UserError
 from generators.pipelines import load_backend
 from generators.queue import InProcessQueue
@@ -57,7 +56,7 @@ async def imagine(settings: Settings, text: str, output: Path | None, quiet: boo
             bar.show(event)
             if isinstance(event, Finished):
                 path = _save(event.result, output)
-                print(f"{path}  seed {request.seed}  job {record.job.id}")
+                print(f"{path}  seed {record.job.request.seed}  job {record.job.id}")
                 return 0
             if isinstance(event, Failed):
                 print(f"error: {event.reason}", file=sys.stderr)

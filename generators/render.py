@@ -5,15 +5,13 @@ Encoding choices, measured with ``benchmarks/bench_encode.py`` on the 2-core dev
 - Grids are PNG (lossless, what users expect of a generated picture) written by :func:`_png`, not by
   Pillow, whose per-row filter choice alone costs ~110 ms for a 1536² RGB image and whose default
   (level 6) takes ~500 ms. We apply the "Up" filter to every row with numpy (~1 ms) and deflate with
-  ``Z_RLE`` at level 1: 1.5x (smooth) to 3x (noise) faster than plain level 1, and within 1% of
-  Pillow's default size. ``Z_RLE`` only refers back one byte, so the rows are cut into one band per
-  core, deflated in threads (zlib releases the GIL) and joined with sync flushes as pigz does, at no
-  cost in size. A 3×3 grid of 512² tiles then takes ~35 ms for realistic content and ~29 ms for
-  noise on 2 idle cores (14x and 9x faster than ``img.save(buf, "PNG")``; ~60 ms on one core).
-  The 30 ms goal is met for noise but missed by ~5 ms for realistic pictures, which make zlib
-  emit more symbols: deflate itself is ~30 ms of it (zlib does ~120 MB/s a core on this box). We
-  keep PNG anyway: the other ways under 30 ms are lossy (JPEG, ~5 ms, 10x smaller) or store
-  without compression (~4 ms, twice the bytes to upload, which costs far more than 5 ms).
+  ``Z_HUFFMAN_ONLY``: on filtered rows it is as small as ``Z_RLE`` and Pillow's default (within
+  1%) and ~12% faster than ``Z_RLE``, 2x faster than plain level 1. With no back-references the
+  rows can be cut into one band per core, deflated in threads (zlib releases the GIL) and joined
+  with sync flushes as pigz does, at no cost in size. A 3×3 grid of 512² tiles then takes ~31 ms
+  for realistic content and ~29 ms for noise on 2 cores (15x and 9x faster than
+  ``img.save(buf, "PNG")``). We keep PNG even at the edge of the 30 ms goal: the ways well under
+  it are lossy (JPEG, ~5 ms) or uncompressed (~4 ms, twice the bytes to upload).
 - Over budget, images fall back to JPEG (5-15 ms for 1536², vs 30-150 ms for WebP), lower quality
   first, then smaller scales.
 - GIF frames each get their own palette from Pillow's fast octree quantizer without dithering
@@ -304,7 +302,7 @@ def _deflate_band(rows: npt.NDArray[np.uint8], start: int, stop: int) -> tuple[l
         band[0, 1:] = rows[0]  # "Up" on the first row sees zeros above: the row itself
     first = max(start, 1)
     np.subtract(rows[first:stop], rows[first - 1 : stop - 1], out=band[first - start :, 1:])  # wraps mod 256
-    compressor = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_RLE)
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_HUFFMAN_ONLY)
     # A sync flush ends the band on a byte boundary without ending the stream, so bands concatenate.
     flush = zlib.Z_FINISH if stop == len(rows) else zlib.Z_SYNC_FLUSH
     return [compressor.compress(band.data), compressor.flush(flush)], zlib.adler32(band.data)

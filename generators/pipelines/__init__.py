@@ -1,5 +1,6 @@
 """Model families behind one interface: presets, the tiny built-ins, loading and the backend."""
 
+from generators.pipelines import quiet  # noqa: F401  (first: silences the libraries before they load)
 from generators.pipelines.backend import Backend, BatchSpec, DiffusersBackend, ModelInfo, Slot, StepCallback
 from generators.pipelines.loading import load_backend
 

@@ -24,7 +24,6 @@ _BUILTIN = {"builtin:tiny": write_tiny_image, "builtin:tiny-video": write_tiny_v
 
 def load_backend(config: ModelConfig) -> DiffusersBackend:
     """Load the configured model onto its device; raise ModelLoadError with advice when it can't be."""
-    _quiet_libraries()
     preset = PRESETS.get(config.name)
     source = str(config.path) if config.path else (preset.source if preset else config.name)
     device, dtype = placement(config)
@@ -39,15 +38,6 @@ def load_backend(config: ModelConfig) -> DiffusersBackend:
     info = model_info(config, preset, kind, device, dtype)
     tiny_vae = _load_tiny_vae(config, device, dtype) if config.tiny_vae else None
     return DiffusersBackend(pipe, info, tiny_vae=tiny_vae, fast_decode=config.fast_decode)
-
-
-def _quiet_libraries() -> None:
-    # Their per-file progress bars would interleave with the bot's own progress and logs.
-    import diffusers.utils.logging
-    import transformers.utils.logging
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def _load_builtin(source: str, seed: int, dtype: torch.dtype) -> Any:

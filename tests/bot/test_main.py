@@ -51,7 +51,7 @@ def test_imagine_writes_a_grid_with_its_command_inside(
     stdout, stderr = capsys.readouterr()
     assert str(out) in stdout and "seed 7" in stdout
     assert "step 4/4" in stderr  # 9 images at max_batch 8: two calls of 2 steps
-    assert "Loading" not in stderr and "shards" not in stderr
+    assert "Loading" not in stderr and "shards" not in stderr and "torchvision" not in stderr
 
 
 def test_imagine_a_clip(tmp_path: Path) -> None:
