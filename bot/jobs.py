@@ -12,14 +12,13 @@ import dataclasses
 import logging
 import secrets
 from collections import defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from bot.store import InvalidTransition, JobRecord, JobStatus, Store
-from generators.grammar import format_request, parse
-
 from generators.config import LimitsConfig
 from generators.errors import BadRequest, Forbidden, NotFound
+from generators.grammar import format_request, parse
 from generators.pipelines.backend import ModelInfo
 from generators.requests import (
     TERMINAL,
@@ -77,6 +76,10 @@ class Watch:
             watchers.remove(self._events)
 
 
+#: Told of every event of one platform's jobs once the store has it; must return at once.
+PlatformHandler = Callable[[str, Progress], None]
+
+
 class JobService:
     """Submits jobs through the store to the worker, and writes back what the worker reports."""
 
@@ -88,6 +91,8 @@ class JobService:
         self.limits = effective_limits(limits, worker.backend.info)
         self.budget_bytes = budget_bytes
         self._watchers: defaultdict[str, list[asyncio.Queue[Progress]]] = defaultdict(list)
+        self._handlers: dict[str, PlatformHandler] = {}
+        self._platforms: dict[str, str] = {}  # job id → platform, for jobs this process queued
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -137,8 +142,17 @@ class JobService:
             self.worker.queue.check_room(owner)
             record = await self.store.add(job, platform=platform, reply_to=reply_to)
             self.worker.submit(job)
+            self._platforms[job.id] = platform
         log.info("job %s queued for %s: %s", job.id, owner, self.command_line(request))
         return record
+
+    def subscribe(self, platform: str, handler: PlatformHandler) -> None:
+        """Send every later event of ``platform``'s jobs to ``handler`` (an adapter's delivery).
+
+        Subscribe before :meth:`recover`; a job that finished while nobody listened is in
+        ``store.undelivered()``.
+        """
+        self._handlers[platform] = handler
 
     def watch(self, job_id: str) -> Watch:
         """Follow a job's progress from now on (register before awaiting anything else)."""
@@ -159,6 +173,7 @@ class JobService:
         """On start: queue again the jobs a previous run left queued or running, oldest first."""
         records = await self.store.requeue_unfinished()
         for record in records:
+            self._platforms[record.id] = record.platform
             self.worker.submit(record.job, force=True)
         if records:
             log.info("requeued %d unfinished jobs", len(records))
@@ -174,11 +189,21 @@ class JobService:
             except Exception:
                 log.exception("could not record %s for job %s", type(event).__name__, job_id)
             finally:
-                for queue in list(self._watchers.get(job_id, ())):
-                    queue.put_nowait(event)
-                if isinstance(event, TERMINAL):
-                    self._watchers.pop(job_id, None)
+                self._tell(job_id, event)
                 self.worker.events.task_done()
+
+    def _tell(self, job_id: str, event: Progress) -> None:
+        for queue in list(self._watchers.get(job_id, ())):
+            queue.put_nowait(event)
+        handler = self._handlers.get(self._platforms.get(job_id, ""))
+        if handler is not None:
+            try:
+                handler(job_id, event)
+            except Exception:
+                log.exception("the %s handler failed on job %s", self._platforms[job_id], job_id)
+        if isinstance(event, TERMINAL):
+            self._watchers.pop(job_id, None)
+            self._platforms.pop(job_id, None)
 
     async def _record(self, job_id: str, event: Progress) -> None:
         try:

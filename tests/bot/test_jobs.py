@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from bot.store import JobStatus, Store
 
 from bot.jobs import JobService
+from bot.store import JobStatus, Store
 from generators.config import LimitsConfig, RenderConfig, WorkerConfig
 from generators.errors import BadRequest, Forbidden, NotFound, QueueFull
 from generators.pipelines import DiffusersBackend
 from generators.queue import InProcessQueue
-from generators.requests import Cancelled, Finished, Queued, Started
+from generators.requests import Cancelled, Finished, Progress, Queued, Started
 from generators.worker import GenerationWorker
 
 
@@ -119,3 +120,27 @@ async def test_steps_are_capped_by_the_model(tiny_backend: DiffusersBackend, tmp
         assert not service.limits.allow_video  # an image model
         with pytest.raises(BadRequest, match="--steps"):
             service.parse("x --steps 500")
+
+
+async def test_a_platform_subscriber_hears_its_jobs_only_after_the_store(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path) as service:
+        heard: list[tuple[str, Progress]] = []
+        finished = asyncio.Event()
+
+        def handler(job_id: str, event: Progress) -> None:
+            heard.append((job_id, event))
+            if isinstance(event, Finished):
+                finished.set()
+
+        service.subscribe("reddit", handler)
+        mine = await service.submit(service.parse("mine --n 1"), owner="r:u", platform="reddit", reply_to={})
+        other = await service.submit(
+            service.parse("other --n 1"), owner="d:u", platform="discord", reply_to={}
+        )
+        await asyncio.wait_for(finished.wait(), 60)
+        assert {job_id for job_id, _ in heard} == {mine.job.id}
+        stored = await service.store.get(mine.job.id)
+        assert stored is not None and stored.status is JobStatus.DONE  # written before the handler heard
+        assert other.job.id not in {job_id for job_id, _ in heard}
