@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 from bot.jobs import JobService
 from bot.progress import ProgressLine
@@ -77,18 +79,38 @@ def _save(result: GenerationResult, output: Path | None) -> Path:
     return target
 
 
+#: Front ends started by ``memebot run`` when their config section says ``enabled: true``. Each module
+#: has ``running(settings, service)``: an async context manager that serves until it is exited.
+ADAPTERS = {"web": "bot.web", "reddit": "bot.reddit", "discord": "bot.discord"}
+Adapter = Callable[[Settings, JobService], contextlib.AbstractAsyncContextManager[None]]
+
+
+def enabled_adapters(settings: Settings) -> dict[str, Adapter]:
+    """The ``running`` function of each adapter the config enables (imported only then)."""
+    return {
+        name: cast(Adapter, importlib.import_module(module).running)
+        for name, module in ADAPTERS.items()
+        if getattr(settings, name).enabled
+    }
+
+
 async def run(settings: Settings) -> int:
     """Start the worker and whatever the config enables, until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_core(settings) as service:
+    async with open_core(settings) as service, contextlib.AsyncExitStack() as stack:
+        adapters = enabled_adapters(settings)
+        for running in adapters.values():
+            # Adapters subscribe to their jobs' events first, so recovered jobs reach them.
+            await stack.enter_async_context(running(settings, service))
         await service.recover()
         log.info(
-            "worker ready: model %s on %s; no chat adapter is enabled",
+            "ready: model %s on %s; serving %s",
             service.model.name,
             service.model.device,
+            ", ".join(adapters) or "no front end (enable discord, reddit or web in the config)",
         )
         await stop.wait()
         log.info("shutting down: finishing the running job")

@@ -25,9 +25,68 @@ class StoreConfig(Section):
 
 
 class QueueConfig(Section):
-    """Where jobs wait for a worker."""
+    """Where jobs wait for a worker: in this process, or Redis Streams shared by GPU workers."""
 
-    backend: Literal["memory"] = "memory"
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field("memebot", description="Prefix of every Redis key and stream.")
+    claim_idle_s: float = Field(60.0, gt=0, description="A job idle this long on a dead worker is reclaimed.")
+    max_deliveries: int = Field(3, ge=1, description="Attempts before a job goes to the dead-letter stream.")
+    result_ttl_s: int = Field(86400, ge=60, description="How long result files stay in Redis.")
+
+
+class WebConfig(Section):
+    """The web server: result pages for Reddit links, /healthz and /metrics."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str = Field("http://127.0.0.1:8080", description="Base of the links the bot posts.")
+
+
+class RedditConfig(Section):
+    """Answering u/<bot> mentions (and triggers in watched subreddits)."""
+
+    enabled: bool = False
+    user_agent: str = "memebot/0.1 (self-hosted image bot)"
+    oauth_url: str = "https://oauth.reddit.com"
+    reddit_url: str = "https://www.reddit.com"
+    short_url: str = "https://redd.it"
+    poll_interval_s: float = Field(5.0, gt=0)
+    max_age_hours: float = Field(72.0, gt=0, description="Older mentions are skipped.")
+    watch_subreddits: tuple[str, ...] = ()
+    trigger: str = "!imagine"
+    allow_subreddits: tuple[str, ...] = Field((), description="Empty: every subreddit.")
+    deny_subreddits: tuple[str, ...] = ()
+    banned_users: tuple[str, ...] = ()
+    author_cooldown_s: float = Field(60.0, ge=0)
+    subreddit_per_hour: int = Field(30, ge=1)
+    reply_to_refusals: bool = True
+    image_post_subreddit: str | None = None
+
+
+class DiscordConfig(Section):
+    """The Discord bot: /imagine and friends, buttons, meme channels, hall of fame."""
+
+    enabled: bool = False
+    api_base_url: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg"
+    sync_guilds: tuple[int, ...] = Field((), description="Sync commands to these guilds only (instant).")
+    sharded: bool = False
+    allow_dms: bool = True
+    meme_channels: tuple[int, ...] = ()
+    trigger: str = "!imagine"
+    hall_of_fame_channel: int | None = None
+    hall_of_fame_stars: int = Field(5, ge=1)
+    ban_words: tuple[str, ...] = ()
+    ban_patterns: tuple[str, ...] = ()
+    negative_prefix: str = ""
+    nsfw_words: tuple[str, ...] = ("nsfw", "nude", "naked", "porn", "sex", "gore")
+    spoiler_outside_nsfw: bool = False
+    user_rate: int = Field(6, ge=1, description="Requests per user per rate_window_s.")
+    server_rate: int = Field(60, ge=1, description="Requests per server per rate_window_s.")
+    rate_window_s: float = Field(60.0, gt=0)
+    edit_interval_s: float = Field(1.2, gt=0, description="Least time between progress edits of a message.")
 
 
 class LoggingConfig(Section):
@@ -64,6 +123,9 @@ class Settings(Section):
     render: RenderConfig = RenderConfig()
     store: StoreConfig = StoreConfig()
     queue: QueueConfig = QueueConfig()
+    web: WebConfig = WebConfig()
+    reddit: RedditConfig = RedditConfig()
+    discord: DiscordConfig = DiscordConfig()
     logging: LoggingConfig = LoggingConfig()
     secrets: Secrets = Field(default_factory=Secrets.from_env, exclude=True)
 

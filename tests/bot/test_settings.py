@@ -35,7 +35,7 @@ def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
         ("limits:\n  default_n: 9\n  max_n: 4\n", "default_n (9) must not exceed max_n (4)"),
         ("model:\n  name: [tiny\nworker: {}\n", "line 3 is not valid YAML"),
         ("- just\n- a list\n", "expected a mapping of sections"),
-        ("queue:\n  backend: kafka\n", "queue.backend: Input should be 'memory'"),
+        ("queue:\n  backend: kafka\n", "queue.backend: Input should be 'memory' or 'redis'"),
     ],
 )
 def test_bad_files_name_the_key_and_what_was_expected(text: str, expected: str) -> None:
