@@ -7,7 +7,6 @@ resumes from the last written state and two processes racing to deliver cannot b
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import json
 import time
@@ -45,13 +44,12 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     S.UNDELIVERABLE: frozenset({S.DONE, S.FAILED, S.CANCELLED}),
 }
 FINISHED = (S.DONE, S.FAILED, S.CANCELLED)
-_TIMESTAMP = {
+#: The column each status stamps with the time of the move (a requeue keeps the first start).
+TIMESTAMP_OF: dict[JobStatus, str] = {
     S.RUNNING: "started_at",
-    S.DONE: "finished_at",
-    S.FAILED: "finished_at",
-    S.CANCELLED: "finished_at",
+    **dict.fromkeys(FINISHED, "finished_at"),
+    **dict.fromkeys((S.DELIVERED, S.UNDELIVERABLE), "delivered_at"),
 }
-_TIMESTAMP |= {S.DELIVERED: "delivered_at", S.UNDELIVERABLE: "delivered_at"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -74,6 +72,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created_at);
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
 """
 _VERSION = 1
 
@@ -104,6 +109,11 @@ class JobRecord:
         """The job's id."""
         return self.job.id
 
+    @property
+    def owner(self) -> str:
+        """Who asked, e.g. ``discord:1234``."""
+        return self.job.owner
+
 
 class Store:
     """Jobs in one SQLite file; open with ``async with Store.open(path)``."""
@@ -124,8 +134,11 @@ class Store:
             await db.execute("PRAGMA busy_timeout=5000")
             await db.executescript(_SCHEMA)
             async with db.execute("SELECT version FROM schema_version") as cursor:
-                if await cursor.fetchone() is None:
-                    await db.execute("INSERT INTO schema_version VALUES (?)", (_VERSION,))
+                row = await cursor.fetchone()
+            if row is None:
+                await db.execute("INSERT INTO schema_version VALUES (?)", (_VERSION,))
+            elif row[0] != _VERSION:  # a file written by another memebot version: refuse to guess
+                raise RuntimeError(f"{path}: store schema version {row[0]}, this memebot reads {_VERSION}")
             await db.commit()
             yield cls(db)
 
@@ -165,8 +178,8 @@ class Store:
     ) -> JobRecord:
         """Move a job to ``to`` if the lifecycle allows it from its current status, atomically."""
         allowed = sorted(s.value for s in ALLOWED_FROM[to])
-        sets = ["status = ?", f"{_TIMESTAMP[to]} = ?"] if to in _TIMESTAMP else ["status = ?"]
-        values: list[Any] = [to.value, time.time()] if to in _TIMESTAMP else [to.value]
+        sets = ["status = ?", f"{TIMESTAMP_OF[to]} = ?"] if to in TIMESTAMP_OF else ["status = ?"]
+        values: list[Any] = [to.value, time.time()] if to in TIMESTAMP_OF else [to.value]
         if to is S.RUNNING:
             sets.append("attempts = attempts + 1")
         for column, value in (
@@ -192,14 +205,20 @@ class Store:
         return record
 
     async def update_reply_to(self, job_id: str, reply_to: Mapping[str, Any]) -> JobRecord:
-        """Merge ``reply_to`` into the job's reply address (e.g. the progress message's id)."""
-        record = await self.get(job_id)
+        """Merge ``reply_to`` into the job's reply address (e.g. the progress message's id).
+
+        An RFC 7396 merge patch: keys are replaced, nested dicts merged, a ``None`` value removes its key.
+        """
+        # Merged inside SQLite in one statement, so concurrent updates of the same job never lose a key.
+        cursor = await self._db.execute(
+            "UPDATE jobs SET reply_to = json_patch(reply_to, ?) WHERE id = ?",
+            (json.dumps(dict(reply_to)), job_id),
+        )
+        await self._db.commit()
+        record = await self.get(job_id) if cursor.rowcount else None
         if record is None:
             raise KeyError(job_id)
-        merged = record.reply_to | dict(reply_to)
-        await self._db.execute("UPDATE jobs SET reply_to = ? WHERE id = ?", (json.dumps(merged), job_id))
-        await self._db.commit()
-        return dataclasses.replace(record, reply_to=merged)
+        return record
 
     async def unfinished(self) -> list[JobRecord]:
         """QUEUED and RUNNING jobs, oldest first."""
@@ -219,8 +238,8 @@ class Store:
     async def jobs_of(
         self, owner: str, statuses: Collection[JobStatus] | None = None, limit: int = 50
     ) -> list[JobRecord]:
-        """An owner's jobs, newest first."""
-        wanted = tuple(statuses or JobStatus)
+        """An owner's jobs (in ``statuses`` if given), newest first."""
+        wanted = tuple(JobStatus if statuses is None else statuses)  # an empty collection matches nothing
         marks = ", ".join("?" * len(wanted))
         return await self._select(
             f"WHERE owner = ? AND status IN ({marks}) ORDER BY created_at DESC, rowid DESC LIMIT ?",
@@ -235,6 +254,38 @@ class Store:
         """How many jobs are in each status."""
         async with self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status") as cursor:
             return {row[0]: row[1] for row in await cursor.fetchall()}
+
+    # -- small records adapters keep (per-server settings, handled Reddit items, hall of fame) --
+
+    async def kv_get(self, namespace: str, key: str) -> Any | None:
+        """The JSON value stored under ``namespace``/``key``, or None."""
+        async with self._db.execute(
+            "SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else json.loads(row[0])
+
+    async def kv_set(self, namespace: str, key: str, value: Any) -> None:
+        """Store ``value`` (JSON-able) under ``namespace``/``key``; committed before returning."""
+        await self._db.execute(
+            "INSERT INTO kv VALUES (?, ?, ?, ?) ON CONFLICT (namespace, key) DO UPDATE"
+            " SET value = excluded.value, updated_at = excluded.updated_at",
+            (namespace, key, json.dumps(value), time.time()),
+        )
+        await self._db.commit()
+
+    async def kv_add(self, namespace: str, key: str, value: Any) -> bool:
+        """Store ``value`` only if the key is new; True if this call stored it (an atomic "once")."""
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO kv VALUES (?, ?, ?, ?)", (namespace, key, json.dumps(value), time.time())
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def kv_items(self, namespace: str) -> dict[str, Any]:
+        """Every key and value in ``namespace``."""
+        async with self._db.execute("SELECT key, value FROM kv WHERE namespace = ?", (namespace,)) as cur:
+            return {row[0]: json.loads(row[1]) for row in await cur.fetchall()}
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[JobRecord]:
         async with self._db.execute(f"SELECT * FROM jobs {where}", params) as cursor:  # noqa: S608

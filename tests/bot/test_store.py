@@ -107,3 +107,17 @@ async def test_jobs_of_recent_stats_and_reply_updates(tmp_path: Path) -> None:
         assert updated.reply_to == {"channel": 1, "message": 55}
         stored = await store.get("a0")
         assert stored is not None and stored.reply_to == updated.reply_to
+
+
+async def test_key_values_for_adapters(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    async with Store.open(db) as first, Store.open(db) as second:
+        assert await first.kv_get("guild", "1") is None
+        await first.kv_set("guild", "1", {"ban_words": ["x"], "nsfw": False})
+        await first.kv_set("guild", "1", {"ban_words": ["y"]})
+        assert await second.kv_get("guild", "1") == {"ban_words": ["y"]}
+        assert await first.kv_items("guild") == {"1": {"ban_words": ["y"]}}
+        assert await first.kv_items("other") == {}
+        once = await asyncio.gather(first.kv_add("hof", "m1", 1), second.kv_add("hof", "m1", 2))
+        assert sorted(once) == [False, True]
+        assert await first.kv_get("hof", "m1") in (1, 2)
