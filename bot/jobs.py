@@ -112,9 +112,15 @@ class JobService:
 
     # -- requests -------------------------------------------------------------------------------
 
-    def parse(self, text: str) -> GenerationRequest:
-        """Parse a command line with this bot's limits; a video model turns every request into a clip."""
-        request = parse(text, self.limits)
+    def parse(self, text: str, *, default_n: int | None = None) -> GenerationRequest:
+        """Parse a command line with this bot's limits (and a server's own default --n, if any).
+
+        A video model turns every request into a clip.
+        """
+        limits = self.limits
+        if default_n is not None:
+            limits = limits.model_copy(update={"default_n": min(default_n, limits.max_n)})
+        request = parse(text, limits)
         if self.model.kind is Kind.VIDEO and request.kind is Kind.IMAGE:
             request = dataclasses.replace(request, kind=Kind.VIDEO, n=1)
         return request

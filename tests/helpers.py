@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+from bot.jobs import JobService
+from bot.store import Store
+from generators.config import LimitsConfig, RenderConfig, WorkerConfig
+from generators.pipelines import DiffusersBackend
+from generators.queue import InProcessQueue
 from generators.requests import TERMINAL, Progress
+from generators.worker import GenerationWorker
 
 #: Side of the images the tests generate: small enough for a fast suite, big enough for 8x latents.
 TEST_SIZE = 64
@@ -24,3 +33,34 @@ async def collect(
             if isinstance(event, TERMINAL):
                 pending.discard(job_id)
     return seen
+
+
+@contextlib.asynccontextmanager
+async def open_service(
+    backend: DiffusersBackend,
+    db: Path,
+    tmp_path: Path,
+    *,
+    start_worker: bool = True,
+    per_user: int = 3,
+    **config: object,
+) -> AsyncIterator[JobService]:
+    """A job service on ``backend`` with its store in ``db``; the worker runs unless told not to."""
+    queue = InProcessQueue(per_user=per_user, total=200)
+    settings = WorkerConfig(results_dir=tmp_path / "results", per_user_queue=per_user, global_queue=200)
+    worker = GenerationWorker(
+        backend,
+        queue,
+        config=settings.model_copy(update=config),
+        limits=LimitsConfig(),
+        render=RenderConfig(),
+    )
+    async with Store.open(db) as store:
+        service = JobService(store, worker, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
+        async with service:
+            if start_worker:
+                worker.start()
+            try:
+                yield service
+            finally:
+                await worker.stop()

@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.jobs import JobService
-from bot.store import JobStatus, Store
-from generators.config import LimitsConfig, RenderConfig, WorkerConfig
+from bot.store import JobStatus
+from generators.config import LimitsConfig
 from generators.errors import BadRequest, Forbidden, NotFound, QueueFull
 from generators.pipelines import DiffusersBackend
-from generators.queue import InProcessQueue
 from generators.requests import Cancelled, Finished, Progress, Queued, Started
-from generators.worker import GenerationWorker
-
-
-@contextlib.asynccontextmanager
-async def open_service(
-    backend: DiffusersBackend, db: Path, tmp_path: Path, *, start_worker: bool = True, per_user: int = 3
-) -> AsyncIterator[JobService]:
-    queue = InProcessQueue(per_user=per_user, total=50)
-    worker = GenerationWorker(
-        backend,
-        queue,
-        config=WorkerConfig(results_dir=tmp_path / "results", per_user_queue=per_user),
-        limits=LimitsConfig(),
-        render=RenderConfig(),
-    )
-    async with Store.open(db) as store:
-        service = JobService(store, worker, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
-        async with service:
-            if start_worker:
-                worker.start()
-            try:
-                yield service
-            finally:
-                await worker.stop()
+from tests.helpers import open_service
 
 
 async def test_submit_writes_the_job_before_it_returns(

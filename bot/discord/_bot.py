@@ -1,0 +1,196 @@
+"""The Discord client: commands, result buttons, meme channels and the hall of fame."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import re
+from typing import Any
+
+import discord
+from discord.ext import commands
+
+from bot.discord._buttons import Action, JobButton
+from bot.discord._commands import Generation, reply_error
+from bot.discord._delivery import Delivery
+from bot.discord._requests import Requests, owner_of, single_of, variation_of
+from bot.jobs import JobService
+from bot.settings import DiscordConfig
+from bot.store import JobRecord
+from generators.errors import Forbidden, NotFound, UserError
+from generators.requests import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+STAR = "⭐"
+HALL_OF_FAME = "discord:hall-of-fame"
+_JOB_IN_CUSTOM_ID = re.compile(r"^mb:[a-z]+:([A-Za-z0-9_-]{8,64})")
+
+
+class MemeBot(commands.Bot):
+    """memebot on Discord; built with its job service and config, nothing global."""
+
+    def __init__(self, service: JobService, config: DiscordConfig, **options: Any) -> None:
+        intents = discord.Intents.default()
+        # Reading "!imagine ..." in meme channels needs the privileged message-content intent.
+        intents.message_content = bool(config.meme_channels)
+        super().__init__(
+            command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options
+        )
+        self.service = service
+        self.config = config
+        self.requests = Requests(service, config)
+        self.delivery = Delivery(self, service, config)
+        self.generation = Generation(service, self.requests)
+        self._resumed = False
+
+    async def setup_hook(self) -> None:
+        """Commands, persistent buttons, command sync."""
+        await self.add_cog(self.generation)
+        self.add_dynamic_items(JobButton)
+        if self.config.sync_guilds:
+            for guild_id in self.config.sync_guilds:
+                guild = discord.Object(guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    async def on_ready(self) -> None:
+        """Deliver what finished while the bot was away (once per process)."""
+        if not self._resumed:
+            self._resumed = True
+            await self.delivery.resume()
+        log.info("discord: ready as %s in %d servers", self.user, len(self.guilds))
+
+    # -- buttons ----------------------------------------------------------------------------------
+
+    async def on_job_button(
+        self, interaction: discord.Interaction[Any], action: Action, job_id: str, index: int
+    ) -> None:
+        """A result's button was clicked (possibly long after a restart)."""
+        try:
+            record = await self.service.store.get(job_id)
+            if record is None:
+                raise NotFound("that job is no longer known")
+            guild = await self.requests.guild(interaction.guild_id)
+            moderator = _is_moderator(interaction)
+            mine = record.job.owner == owner_of(interaction.user)
+            if guild.requester_only_buttons and not (mine or moderator):
+                raise Forbidden("on this server only the person who asked can use these buttons")
+            await self._button(interaction, action, record, index, mine=mine, moderator=moderator)
+        except UserError as error:
+            await reply_error(interaction, str(error))
+
+    async def _button(
+        self,
+        interaction: discord.Interaction[Any],
+        action: Action,
+        record: JobRecord,
+        index: int,
+        *,
+        mine: bool,
+        moderator: bool,
+    ) -> None:
+        request = record.job.request
+        seeds = record.result.seeds if record.result else (request.seed or 0,)
+        if action is Action.DELETE:
+            if not (mine or moderator):
+                raise Forbidden("only the person who asked, or a moderator, can delete this")
+            await interaction.response.send_message("Deleted.", ephemeral=True)
+            if interaction.message is not None:
+                await interaction.message.delete()
+        elif action is Action.CANCEL:
+            await self.service.cancel(record.id, by=None if moderator else owner_of(interaction.user))
+            await interaction.response.send_message("Cancelling…", ephemeral=True)
+        else:
+            if action is Action.REROLL:
+                new = _reroll(request)
+            elif action is Action.VARIATION:
+                new = variation_of(request, seeds, index)
+            else:
+                new = single_of(request, seeds, index)
+            guild = await self.requests.guild(interaction.guild_id)
+            await self.generation.start_request(interaction, new, guild)
+
+    # -- meme channels ----------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        """In configured meme channels, "!imagine ..." (or a mention of the bot) is a prompt."""
+        if message.author.bot or message.channel.id not in self.config.meme_channels:
+            return
+        text = self._prompt_in(message.content)
+        if text is None:
+            return
+        guild_id = message.guild.id if message.guild else None
+        try:
+            guild = await self.requests.guild(guild_id)
+            request = self.requests.parse(text, guild, message.channel.id)
+            request = self.requests.check(
+                request, user=message.author, guild_id=guild_id, channel=message.channel, guild=guild
+            )
+            await self.requests.submit_message(message, request, guild)
+        except UserError as error:
+            await message.reply(f"❌ {error}", mention_author=False)
+
+    def _prompt_in(self, content: str) -> str | None:
+        trigger = self.config.trigger.strip()
+        if trigger and content.lower().startswith(trigger.lower()):
+            return content[len(trigger) :].strip()
+        if self.user is not None:
+            for mention in (f"<@{self.user.id}>", f"<@!{self.user.id}>"):
+                if content.startswith(mention):
+                    return content[len(mention) :].strip()
+        return None
+
+    # -- hall of fame -----------------------------------------------------------------------------
+
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        """Results that reach N ⭐ are re-posted to the hall-of-fame channel, once."""
+        target = self.config.hall_of_fame_channel
+        if target is None or str(payload.emoji) != STAR or payload.channel_id == target:
+            return
+        channel = self.get_partial_messageable(payload.channel_id)
+        message = await channel.fetch_message(payload.message_id)
+        stars = next((r.count for r in message.reactions if str(r.emoji) == STAR), 0)
+        job_id = _job_of(message)
+        if (
+            job_id is None
+            or self.user is None
+            or message.author.id != self.user.id
+            or stars < self.config.hall_of_fame_stars
+        ):
+            return
+        if not await self.service.store.kv_add(HALL_OF_FAME, str(message.id), job_id):
+            return  # already in the hall of fame
+        record = await self.service.store.get(job_id)
+        if record is None or record.result is None:
+            return
+        path = record.result.primary.path
+        hall = self.get_partial_messageable(target)
+        text = f"{STAR} **{stars}** · {message.jump_url}\n**{record.job.request.prompt[:300]}**"
+        with contextlib.suppress(discord.HTTPException):
+            await hall.send(text, file=discord.File(path, filename=path.name))
+
+
+class ShardedMemeBot(MemeBot, commands.AutoShardedBot):
+    """The same bot on several gateway shards, for bots in very many servers."""
+
+
+def _reroll(request: GenerationRequest) -> GenerationRequest:
+    return dataclasses.replace(request, seed=None)
+
+
+def _is_moderator(interaction: discord.Interaction[Any]) -> bool:
+    permissions = interaction.permissions
+    return bool(permissions.manage_messages or permissions.manage_guild)
+
+
+def _job_of(message: discord.Message) -> str | None:
+    for row in message.components:
+        for item in getattr(row, "children", ()):
+            match = _JOB_IN_CUSTOM_ID.match(getattr(item, "custom_id", None) or "")
+            if match:
+                return match.group(1)
+    return None

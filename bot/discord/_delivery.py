@@ -1,0 +1,198 @@
+"""One message per job, edited as it moves (at a bounded rate), ending with the grid or clip.
+
+An interaction's token lasts 15 minutes; a job delivered later (a long queue, a restart) is posted as a
+plain channel message that mentions its owner instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+
+from bot.discord._buttons import cancel_view, result_view
+from bot.discord._text import progress_text, result_text
+from bot.jobs import JobService
+from bot.settings import DiscordConfig
+from bot.store import InvalidTransition, JobRecord, JobStatus
+from generators.requests import TERMINAL, Cancelled, Failed, Preview, Progress
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+TOKEN_LIFETIME_S = 15 * 60 - 30  # a margin for clocks and the request itself
+
+
+class Undeliverable(Exception):
+    """A result has nowhere to go (the channel is gone, or not a text channel)."""
+
+
+@dataclass
+class _Tracked:
+    """The newest event of a job not yet shown, and the task showing them."""
+
+    latest: Progress | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    delivering: bool = False  # posting the final state: let it finish on shutdown
+
+
+class Delivery:
+    """Turns a job's events into edits of its message, and its result into the final post."""
+
+    def __init__(self, client: discord.Client, service: JobService, config: DiscordConfig) -> None:
+        self.client = client
+        self.service = service
+        self.config = config
+        self._tracked: dict[str, _Tracked] = {}
+
+    def on_event(self, job_id: str, event: Progress) -> None:
+        """The job service's handler for Discord jobs: remember the event, wake the job's task."""
+        tracked = self._tracked.setdefault(job_id, _Tracked())
+        tracked.latest = event
+        tracked.changed.set()
+        if tracked.task is None:
+            tracked.task = asyncio.create_task(self._follow(job_id, tracked), name=f"discord-job-{job_id}")
+
+    async def resume(self) -> None:
+        """After a restart: deliver what finished while nobody was listening."""
+        for record in await self.service.store.undelivered():
+            if record.platform == PLATFORM and record.id not in self._tracked:
+                await self._deliver(record)
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Let final posts in flight finish (a post without its DELIVERED mark would be repeated
+        after a restart); stop following the rest, whose state is in the store for the next start."""
+        finishing = [t.task for t in self._tracked.values() if t.task is not None and t.delivering]
+        waiting = [t.task for t in self._tracked.values() if t.task is not None and not t.delivering]
+        for task in waiting:
+            task.cancel()
+        if finishing:
+            await asyncio.wait(finishing, timeout=grace)
+        await asyncio.gather(*waiting, *finishing, return_exceptions=True)
+
+    async def _follow(self, job_id: str, tracked: _Tracked) -> None:
+        await self.client.wait_until_ready()
+        try:
+            while True:
+                await tracked.changed.wait()
+                tracked.changed.clear()
+                event = tracked.latest
+                if event is None:
+                    continue
+                if isinstance(event, TERMINAL):
+                    tracked.delivering = True
+                    record = await self.service.store.get(job_id)
+                    if record is not None:
+                        await self._deliver(record)
+                    return
+                await self._show_progress(job_id, event)
+                # Discord allows about 5 edits per 5 s per message; a terminal event does not wait.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._terminal_arrives(tracked), self.config.edit_interval_s)
+        except Exception:
+            log.exception("delivering job %s failed", job_id)
+        finally:
+            self._tracked.pop(job_id, None)
+
+    async def _terminal_arrives(self, tracked: _Tracked) -> None:
+        while not isinstance(tracked.latest, TERMINAL):
+            await tracked.changed.wait()
+            if not isinstance(tracked.latest, TERMINAL):
+                tracked.changed.clear()
+
+    async def _show_progress(self, job_id: str, event: Progress) -> None:
+        record = await self.service.store.get(job_id)
+        if record is None or not _fresh(record.reply_to):
+            return  # past the token's life only the final result is posted
+        files = (
+            [discord.File(io.BytesIO(event.png), filename="preview.png")]
+            if isinstance(event, Preview)
+            else []
+        )
+        content = progress_text(event, record.job.request)
+        with contextlib.suppress(discord.HTTPException):
+            await self._edit(record.reply_to, content=content, attachments=files, view=cancel_view(job_id))
+
+    async def _deliver(self, record: JobRecord) -> None:
+        """Post the final state once: the grid or clip with its buttons, or why there is none."""
+        try:
+            message = await self._post_final(record)
+        except (discord.HTTPException, Undeliverable) as error:
+            log.warning("job %s could not be delivered: %s", record.id, error)
+            with contextlib.suppress(InvalidTransition):
+                await self.service.store.transition(record.id, JobStatus.UNDELIVERABLE, error=str(error))
+            return
+        with contextlib.suppress(InvalidTransition):  # another process may have delivered it
+            await self.service.store.transition(record.id, JobStatus.DELIVERED, delivery_ref=str(message.id))
+
+    async def _post_final(self, record: JobRecord) -> discord.Message:
+        reply_to = record.reply_to
+        request = record.job.request
+        if record.status is not JobStatus.DONE or record.result is None:
+            content = progress_text(_terminal_event(record), request)
+            return await self._edit_or_post(reply_to, content=content, attachments=[], view=None)
+        result = record.result
+        file = discord.File(
+            result.primary.path, filename=result.primary.path.name, spoiler=bool(reply_to.get("spoiler"))
+        )
+        content = result_text(
+            request,
+            seed=result.seeds[0],
+            job_id=record.id,
+            user_id=int(reply_to["user_id"]),
+            command=self.service.command_line(request),
+        )
+        view = result_view(record.id, 0 if request.kind.value == "video" else len(result.seeds))
+        return await self._edit_or_post(reply_to, content=content, attachments=[file], view=view)
+
+    async def _edit_or_post(self, reply_to: dict[str, Any], **message: Any) -> discord.Message:
+        if _fresh(reply_to) or reply_to.get("kind") == "message":
+            try:
+                return await self._edit(reply_to, **message)
+            except discord.NotFound:
+                pass  # the message was deleted or the token died early: post anew
+        channel = await self._channel(int(reply_to["channel_id"]))
+        mention = f"<@{reply_to['user_id']}> "
+        files = message.pop("attachments")
+        view = message.pop("view")
+        sent: discord.Message = await channel.send(
+            mention + message["content"], files=files, view=view or discord.utils.MISSING
+        )
+        return sent
+
+    async def _edit(self, reply_to: dict[str, Any], **message: Any) -> discord.Message:
+        message_id = int(reply_to["message_id"])
+        if reply_to.get("kind") == "message":
+            channel = self.client.get_partial_messageable(int(reply_to["channel_id"]))
+            return await channel.get_partial_message(message_id).edit(**message)
+        webhook = discord.Webhook.partial(
+            int(reply_to["application_id"]), reply_to["token"], client=self.client
+        )
+        return await webhook.edit_message(message_id, **message)
+
+    async def _channel(self, channel_id: int) -> discord.abc.Messageable:
+        channel = self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            raise Undeliverable(f"channel {channel_id} does not take messages")
+        return channel
+
+
+def _fresh(reply_to: dict[str, Any]) -> bool:
+    """Whether the interaction token can still edit the original message."""
+    return (
+        reply_to.get("kind") == "interaction"
+        and time.time() - float(reply_to.get("created", 0)) < TOKEN_LIFETIME_S
+    )
+
+
+def _terminal_event(record: JobRecord) -> Progress:
+    if record.status is JobStatus.CANCELLED:
+        return Cancelled()
+    return Failed(record.error or "the job failed")

@@ -1,0 +1,144 @@
+"""Who may ask for what, where: ban lists, the NSFW rule, rate limits and per-server settings."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from bot.settings import DiscordConfig
+from bot.store import Store
+from generators.errors import Banned, Forbidden, RateLimited
+from generators.requests import GenerationRequest
+
+GUILDS = "discord:guild"
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    """What a server's admins set with /settings (stored in the store's key-value table)."""
+
+    ban_words: tuple[str, ...] = ()
+    default_n: int | None = None
+    requester_only_buttons: bool = False
+    spoiler: bool = False
+    channel_n: dict[str, int] = field(default_factory=dict)  # channel id → default --n there
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> GuildSettings:
+        """Tolerates missing keys (older versions) by falling back to defaults."""
+        data = data or {}
+        return cls(
+            ban_words=tuple(data.get("ban_words", ())),
+            default_n=data.get("default_n"),
+            requester_only_buttons=bool(data.get("requester_only_buttons", False)),
+            spoiler=bool(data.get("spoiler", False)),
+            channel_n={str(k): int(v) for k, v in data.get("channel_n", {}).items()},
+        )
+
+    def n_for(self, channel_id: int | None) -> int | None:
+        """The default image count in a channel: the channel's, else the server's."""
+        return self.channel_n.get(str(channel_id), self.default_n)
+
+
+async def load_guild(store: Store, guild_id: int | None) -> GuildSettings:
+    """A server's settings (defaults in DMs)."""
+    if guild_id is None:
+        return GuildSettings()
+    return GuildSettings.from_dict(await store.kv_get(GUILDS, str(guild_id)))
+
+
+async def save_guild(store: Store, guild_id: int, settings: GuildSettings) -> None:
+    """Write a server's settings."""
+    await store.kv_set(GUILDS, str(guild_id), settings.to_dict())
+
+
+def _words_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    words = [w for w in words if w.strip()]
+    if not words:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(w.strip()) for w in words) + r")\b", re.IGNORECASE)
+
+
+class Moderation:
+    """The global rules from config plus each server's ban list."""
+
+    def __init__(self, config: DiscordConfig) -> None:
+        self.config = config
+        self._global_words = _words_pattern(config.ban_words)
+        self._patterns = [re.compile(p, re.IGNORECASE) for p in config.ban_patterns]
+        self._nsfw = _words_pattern(config.nsfw_words)
+
+    def check_banned(self, request: GenerationRequest, guild: GuildSettings) -> None:
+        """Raise Banned when the prompt or a caption matches a ban-list entry."""
+        text = " ".join((request.prompt, request.top, request.bottom))
+        server_words = _words_pattern(guild.ban_words)
+        for pattern in (self._global_words, server_words, *self._patterns):
+            if pattern is not None and (match := pattern.search(text)):
+                raise Banned(f"“{match.group(0)}” is not allowed here; change the prompt and try again")
+
+    def is_nsfw(self, request: GenerationRequest) -> bool:
+        """Whether the prompt asks for something only age-restricted channels may get."""
+        return self._nsfw is not None and bool(
+            self._nsfw.search(" ".join((request.prompt, request.top, request.bottom)))
+        )
+
+    def check_nsfw(self, request: GenerationRequest, *, age_restricted: bool) -> None:
+        """Raise Forbidden for an NSFW prompt outside an age-restricted channel."""
+        if self.is_nsfw(request) and not age_restricted:
+            raise Forbidden("that prompt can only be used in an age-restricted (NSFW) channel")
+
+    def with_negative_prefix(self, request: GenerationRequest) -> GenerationRequest:
+        """Prepend the forced negative prompt, if one is configured."""
+        prefix = self.config.negative_prefix.strip()
+        if not prefix or request.negative.startswith(prefix):
+            return request
+        return replace(request, negative=f"{prefix}, {request.negative}" if request.negative else prefix)
+
+
+class RateLimiter:
+    """Sliding-window counts per key (a user, a server)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
+
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        """Seconds until ``key`` may ask again (0: now)."""
+        now = time.monotonic() if now is None else now
+        hits = self._hits[key]
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        return 0.0 if len(hits) < self.limit else hits[0] + self.window_s - now
+
+    def hit(self, key: str, now: float | None = None) -> None:
+        """Count one request for ``key``."""
+        self._hits[key].append(time.monotonic() if now is None else now)
+
+
+class Limits:
+    """Per-user and per-server rate limits, checked together and counted only when both pass."""
+
+    def __init__(self, config: DiscordConfig) -> None:
+        self.users = RateLimiter(config.user_rate, config.rate_window_s)
+        self.servers = RateLimiter(config.server_rate, config.rate_window_s)
+
+    def take(self, user_id: int, guild_id: int | None) -> None:
+        """Count a request, or raise RateLimited saying when to try again."""
+        user_wait = self.users.retry_after(str(user_id))
+        server_wait = self.servers.retry_after(str(guild_id)) if guild_id is not None else 0.0
+        wait = max(user_wait, server_wait)
+        if wait > 0:
+            who = "you are" if user_wait >= server_wait else "this server is"
+            raise RateLimited(f"{who} asking too fast; try again in {wait:.0f} s", retry_after=wait)
+        self.users.hit(str(user_id))
+        if guild_id is not None:
+            self.servers.hit(str(guild_id))

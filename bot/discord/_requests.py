@@ -1,0 +1,137 @@
+"""From an interaction or a message to a queued job: the checks, the acknowledgement, the submit.
+
+Every check that can refuse runs before anything is written or acknowledged publicly, so a refused
+request is an ephemeral message that loses nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import discord
+
+from bot.discord._policy import GuildSettings, Limits, Moderation, load_guild
+from bot.jobs import JobService
+from bot.settings import DiscordConfig
+from bot.store import JobRecord
+from generators.errors import Forbidden
+from generators.requests import GenerationRequest
+
+PLATFORM = "discord"
+
+
+def owner_of(user: discord.abc.User) -> str:
+    """The job owner id of a Discord user (fairness and caps are per owner)."""
+    return f"{PLATFORM}:{user.id}"
+
+
+def age_restricted(channel: Any) -> bool:
+    """Whether a channel is marked NSFW (DMs and threads of unmarked channels are not)."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
+class Requests:
+    """The checks and bookkeeping shared by /imagine, buttons and meme channels."""
+
+    def __init__(self, service: JobService, config: DiscordConfig) -> None:
+        self.service = service
+        self.config = config
+        self.moderation = Moderation(config)
+        self.limits = Limits(config)
+        self._guilds: dict[int, GuildSettings] = {}
+
+    async def guild(self, guild_id: int | None) -> GuildSettings:
+        """A server's settings, cached (the cache is updated by /settings)."""
+        if guild_id is None:
+            return GuildSettings()
+        if guild_id not in self._guilds:
+            self._guilds[guild_id] = await load_guild(self.service.store, guild_id)
+        return self._guilds[guild_id]
+
+    def remember(self, guild_id: int, settings: GuildSettings) -> None:
+        """Update the cache after /settings wrote the store."""
+        self._guilds[guild_id] = settings
+
+    def parse(self, text: str, guild: GuildSettings, channel_id: int | None) -> GenerationRequest:
+        """The one grammar, with this server's (or channel's) default image count."""
+        return self.service.parse(text, default_n=guild.n_for(channel_id))
+
+    def check(
+        self,
+        request: GenerationRequest,
+        *,
+        user: discord.abc.User,
+        guild_id: int | None,
+        channel: Any,
+        guild: GuildSettings,
+    ) -> GenerationRequest:
+        """Refuse (raising a UserError) or return the request as it will run; counts toward rate limits."""
+        if guild_id is None and not self.config.allow_dms:
+            raise Forbidden("this bot does not work in DMs here; use it in a server channel")
+        self.moderation.check_banned(request, guild)
+        self.moderation.check_nsfw(request, age_restricted=age_restricted(channel))
+        self.service.worker.queue.check_room(owner_of(user))
+        self.limits.take(user.id, guild_id)
+        return self.moderation.with_negative_prefix(request)
+
+    def spoiler(self, channel: Any, guild: GuildSettings) -> bool:
+        """Whether results posted in ``channel`` are hidden behind a spoiler."""
+        return guild.spoiler or (self.config.spoiler_outside_nsfw and not age_restricted(channel))
+
+    async def submit_interaction(
+        self, interaction: discord.Interaction[Any], request: GenerationRequest, guild: GuildSettings
+    ) -> JobRecord:
+        """Acknowledge at once (thinking…), then store and queue the job; its message is the original."""
+        await interaction.response.defer(thinking=True)
+        original = await interaction.original_response()
+        reply_to = {
+            "kind": "interaction",
+            "application_id": str(interaction.application_id),
+            "token": interaction.token,
+            "message_id": str(original.id),
+            "channel_id": str(interaction.channel_id),
+            "guild_id": None if interaction.guild_id is None else str(interaction.guild_id),
+            "user_id": str(interaction.user.id),
+            "created": time.time(),
+            "spoiler": self.spoiler(interaction.channel, guild),
+        }
+        return await self.service.submit(
+            request,
+            owner=owner_of(interaction.user),
+            platform=PLATFORM,
+            reply_to=reply_to,
+            budget_bytes=interaction.filesize_limit,
+        )
+
+    async def submit_message(
+        self, message: discord.Message, request: GenerationRequest, guild: GuildSettings
+    ) -> JobRecord:
+        """A meme-channel prompt: reply to it with a progress message, then queue the job."""
+        progress = await message.reply(f"**{request.prompt[:300]}**\n⏳ Queued…", mention_author=False)
+        reply_to = {
+            "kind": "message",
+            "message_id": str(progress.id),
+            "channel_id": str(message.channel.id),
+            "guild_id": None if message.guild is None else str(message.guild.id),
+            "user_id": str(message.author.id),
+            "created": time.time(),
+            "spoiler": self.spoiler(message.channel, guild),
+        }
+        limit = message.guild.filesize_limit if message.guild is not None else None
+        return await self.service.submit(
+            request, owner=owner_of(message.author), platform=PLATFORM, reply_to=reply_to, budget_bytes=limit
+        )
+
+
+def variation_of(request: GenerationRequest, seeds: tuple[int, ...], index: int) -> GenerationRequest:
+    """V<index>: the same prompt around the seed of image ``index`` (a nearby, unused seed)."""
+    base = seeds[index - 1] if index <= len(seeds) else (request.seed or 0)
+    return dataclasses.replace(request, seed=(base + 1_000) % 2**32)
+
+
+def single_of(request: GenerationRequest, seeds: tuple[int, ...], index: int) -> GenerationRequest:
+    """U<index>: image ``index`` alone at full size (a generator per image makes it the same picture)."""
+    return dataclasses.replace(request, seed=seeds[index - 1], n=1)

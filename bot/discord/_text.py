@@ -1,0 +1,45 @@
+"""What the bot's messages say (pure functions: easy to test, easy to change)."""
+
+from __future__ import annotations
+
+import time
+
+from generators.requests import Cancelled, Failed, GenerationRequest, Progress, Queued, Started, Step
+
+DISCORD_LIMIT = 2000
+BAR = 12
+
+
+def progress_text(event: Progress, request: GenerationRequest, now: float | None = None) -> str:
+    """The in-progress message for ``event``."""
+    head = f"**{clip(request.prompt, 300)}**"
+    match event:
+        case Queued(position=position, eta_s=eta):
+            ahead = "next in line" if position == 0 else f"{position} ahead of you"
+            when = f", starting <t:{int((now or time.time()) + eta)}:R>" if eta else ""
+            return f"{head}\n⏳ Queued: {ahead}{when}"
+        case Started():
+            return f"{head}\n🎨 Generating…"
+        case Step(i=i, n=n):
+            filled = round(BAR * i / n)
+            return f"{head}\n🎨 `{'▰' * filled}{'▱' * (BAR - filled)}` step {i}/{n}"
+        case Failed(reason=reason):
+            return f"{head}\n❌ {reason}"
+        case Cancelled():
+            return f"{head}\n✖ Cancelled."
+    return head
+
+
+def result_text(request: GenerationRequest, *, seed: int, job_id: str, user_id: int, command: str) -> str:
+    """The caption of a finished grid or clip: prompt, seed, job id and who asked."""
+    lines = [
+        f"**{clip(request.prompt, 600)}**",
+        f"seed `{seed}` · job `{job_id}` · by <@{user_id}>",
+        f"`/imagine prompt:{clip(command, 1000)}`",
+    ]
+    return clip("\n".join(lines), DISCORD_LIMIT)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

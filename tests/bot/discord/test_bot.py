@@ -1,0 +1,331 @@
+"""memebot's Discord adapter: the real discord.py against the fake Discord, the real tiny pipeline.
+
+Every test ends with ``fake.assert_clean()``: no request the spec refuses, no dead gateway, no late
+heartbeat (inference and encoding stayed off the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.discord import MemeBot, build_bot, point_at
+from bot.jobs import JobService
+from bot.settings import DiscordConfig
+from bot.store import JobRecord, JobStatus
+from generators.pipelines import DiffusersBackend
+from tests.fakes.discord import FakeDiscord, FakeMessage, run_client
+from tests.helpers import open_service
+
+MANAGE_GUILD = 1 << 5
+
+
+@dataclass
+class Env:
+    fake: FakeDiscord
+    bot: MemeBot
+    service: JobService
+
+
+@contextlib.asynccontextmanager
+async def discord_env(
+    backend: DiffusersBackend,
+    tmp_path: Path,
+    fake: FakeDiscord,
+    *,
+    start_worker: bool = True,
+    per_user: int = 3,
+    **config: Any,
+) -> AsyncIterator[Env]:
+    settings = DiscordConfig(
+        enabled=True,
+        api_base_url=fake.api_base,
+        gateway_url=fake.gateway_url,
+        edit_interval_s=0.05,
+        meme_channels=(fake.channel("memes").id,),
+        **config,
+    )
+    async with open_service(
+        backend, tmp_path / "jobs.db", tmp_path, start_worker=start_worker, per_user=per_user
+    ) as service:
+        bot = build_bot(service, settings, guild_ready_timeout=0.05)
+        async with run_client(bot, fake):
+            try:
+                yield Env(fake, bot, service)
+            finally:
+                await bot.delivery.close()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as server:
+        yield server
+
+
+async def newest_job(service: JobService) -> JobRecord:
+    """The newest stored job, once there is one (acknowledging comes before storing)."""
+    async with asyncio.timeout(10):
+        while not (records := await service.store.recent(1)):  # noqa: ASYNC110 - the store has no events
+            await asyncio.sleep(0.01)
+    return records[0]
+
+
+def has_file(message: FakeMessage) -> bool:
+    return bool(message.attachments)
+
+
+def job_id_of(message: FakeMessage) -> str:
+    return next(cid.split(":")[2] for cid in message.custom_ids if cid.startswith("mb:reroll:"))
+
+
+async def imagine(env: Env, options: dict[str, Any], **where: Any) -> FakeMessage:
+    ix = await env.fake.slash_command("imagine", options, **where)
+    assert (await ix.acknowledgement()).type == 5
+    return await ix.wait_original(has_file, timeout=60)
+
+
+async def test_imagine_end_to_end_with_progress_and_buttons(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        message = await imagine(env, {"prompt": "a hamster godzilla", "n": 4, "seed": 7})
+        grid = message.attachments[0].image()
+        assert grid.size == (128, 128)  # 2x2 tiles of 64 px
+        job_id = job_id_of(message)
+        assert "seed `7`" in message.content and job_id in message.content
+        expected = {f"mb:{a}:{job_id}:{i}" for a in ("var", "up") for i in range(1, 5)}
+        assert expected <= set(message.custom_ids) and f"mb:del:{job_id}" in message.custom_ids
+        earlier = " ".join(str(version.get("content")) for version in message.history)
+        assert "Queued" in earlier or "step" in earlier  # the same message showed progress first
+        record = await env.service.store.get(job_id)
+        assert record is not None and record.status is JobStatus.DELIVERED
+        assert record.delivery_ref == str(message.id)
+        fake.assert_clean()
+
+
+async def test_flags_typed_in_the_prompt_and_bad_flags(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        message = await imagine(env, {"prompt": "a frog --n 2 --ar 3:1"})
+        assert message.attachments[0].image().size == (2 * 128, 64)  # two 128x64 tiles side by side
+        ix = await fake.slash_command("imagine", {"prompt": "a frog --sed 3"})
+        answer = await ix.acknowledgement()
+        assert answer.type == 4
+        reply = ix.original or (await ix.wait_original(lambda m: True))
+        assert reply.ephemeral and "did you mean --seed" in reply.content
+        assert await env.service.store.stats() == {"delivered": 1}  # the refusal wrote nothing
+        fake.assert_clean()
+
+
+async def test_upscale_gives_that_tile_alone_and_variation_a_new_grid(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        grid_message = await imagine(env, {"prompt": "a cat", "n": 4, "seed": 11})
+        job_id = job_id_of(grid_message)
+        grid = np.asarray(grid_message.attachments[0].image().convert("RGB"), dtype=np.int16)
+        click = await fake.click(grid_message, f"mb:up:{job_id}:2")
+        single = await click.wait_original(has_file, timeout=60)
+        tile = np.asarray(single.attachments[0].image().convert("RGB"), dtype=np.int16)
+        assert tile.shape == (64, 64, 3)
+        assert np.abs(tile - grid[0:64, 64:128]).max() <= 2  # image 2 is the top-right tile
+        variation = await (await fake.click(grid_message, f"mb:var:{job_id}:1")).wait_original(
+            has_file, timeout=60
+        )
+        assert variation.attachments[0].image().size == (128, 128)
+        assert job_id_of(variation) != job_id
+        fake.assert_clean()
+
+
+async def test_buttons_work_after_a_restart(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_env(tiny_backend, tmp_path, fake) as env:
+            message = await imagine(env, {"prompt": "a cat", "n": 1, "seed": 3})
+            job_id = job_id_of(message)
+        # A new process: new bot, new service, the same store file.
+        async with discord_env(tiny_backend, tmp_path, fake) as env:
+            reroll = await fake.click(message, f"mb:reroll:{job_id}")
+            rerolled = await reroll.wait_original(has_file, timeout=60)
+            new_id = job_id_of(rerolled)
+            record = await env.service.store.get(new_id)
+            assert record is not None and record.job.request.prompt == "a cat" and new_id != job_id
+            fake.assert_clean()
+
+
+async def test_delete_is_for_the_requester_or_a_moderator(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        message = await imagine(env, {"prompt": "a cat", "n": 1}, user=fake.alice)
+        job_id = job_id_of(message)
+        refused = await fake.click(message, f"mb:del:{job_id}", user=fake.bob)
+        assert "only the person who asked" in (await refused.wait_original(lambda m: True)).content
+        assert not message.deleted
+        await fake.click(message, f"mb:del:{job_id}", user=fake.alice)
+        await fake.wait_for(lambda: message.deleted, timeout=10)
+        fake.assert_clean()
+
+
+async def test_cancel_a_queued_job_with_its_button(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False) as env:
+        ix = await fake.slash_command("imagine", {"prompt": "never mind"})
+        queued = await ix.wait_original(
+            lambda m: any(c.startswith("mb:cancel:") for c in m.custom_ids), timeout=10
+        )
+        cancel_id = next(c for c in queued.custom_ids if c.startswith("mb:cancel:"))
+        await fake.click(queued, cancel_id)
+        final = await ix.wait_original(lambda m: "Cancelled" in m.content, timeout=10)
+        assert not final.custom_ids
+        record = await env.service.store.get(cancel_id.split(":")[2])
+        assert record is not None and record.status is JobStatus.DELIVERED  # told, so delivered
+        fake.assert_clean()
+
+
+async def test_settings_need_manage_server_and_the_ban_list_refuses(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    admin_role = fake.add_role("admins", permissions=MANAGE_GUILD)
+    admin = fake.add_user("boss", roles=[admin_role])
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        denied = await fake.slash_command("settings ban add", {"word": "cheese"}, user=fake.alice)
+        assert "Manage Server" in (await denied.wait_original(lambda m: True)).content
+        allowed = await fake.slash_command("settings ban add", {"word": "cheese"}, user=admin)
+        shown = await allowed.wait_original(lambda m: True)
+        assert shown.ephemeral and "cheese" in shown.content
+        banned = await fake.slash_command("imagine", {"prompt": "a Cheese pizza"})
+        refusal = await banned.wait_original(lambda m: True)
+        assert refusal.ephemeral and "not allowed here" in refusal.content
+        assert await env.service.store.stats() == {}
+        fake.assert_clean()
+
+
+async def test_nsfw_prompts_only_in_age_restricted_channels_and_dms(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        refused = await fake.slash_command("imagine", {"prompt": "nude statue", "n": 1})
+        assert "age-restricted" in (await refused.wait_original(lambda m: True)).content
+        allowed = await imagine(env, {"prompt": "nude statue", "n": 1}, channel_id=fake.channel("nsfw").id)
+        assert allowed.attachments
+        dm = await imagine(
+            env, {"prompt": "a cat in a DM", "n": 1}, channel_id=fake.dm_channel(fake.alice).id
+        )
+        assert dm.attachments
+        fake.assert_clean()
+
+
+async def test_dms_can_be_switched_off(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, allow_dms=False):
+        ix = await fake.slash_command(
+            "imagine", {"prompt": "a cat"}, channel_id=fake.dm_channel(fake.alice).id
+        )
+        assert "does not work in DMs" in (await ix.wait_original(lambda m: True)).content
+        fake.assert_clean()
+
+
+async def test_meme_channel_trigger_and_hall_of_fame_once(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    memes, hall = fake.channel("memes"), fake.channel("general")
+    async with discord_env(tiny_backend, tmp_path, fake, hall_of_fame_channel=hall.id, hall_of_fame_stars=2):
+        await fake.post_user_message(memes, "!imagine a dancing frog --n 1", author=fake.alice)
+        result = await fake.wait_for(
+            lambda: next(
+                (m for m in fake.messages_in(memes) if m.author.id == fake.bot.id and m.attachments), None
+            ),
+            timeout=60,
+        )
+        assert result.message_reference is not None  # a reply to the prompt
+        await fake.post_user_message(memes, "just chatting", author=fake.bob)
+        for user in (fake.alice, fake.bob, fake.add_user("carol")):
+            await fake.add_reaction(memes, result, "⭐", user)
+        await fake.wait_for(lambda: any(m.attachments for m in fake.messages_in(hall)), timeout=10)
+        await asyncio.sleep(0.3)  # a third star must not re-post
+        assert len([m for m in fake.messages_in(hall) if m.attachments]) == 1
+        replies = [m for m in fake.messages_in(memes) if m.author.id == fake.bot.id]
+        assert len(replies) == 1  # "just chatting" was not a prompt
+        fake.assert_clean()
+
+
+async def test_a_429_is_retried_and_the_result_still_arrives(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake):
+        fake.rate_limit("PATCH", "/webhooks/*/*/messages/*", times=2, retry_after=0.2)
+        ix = await fake.slash_command("imagine", {"prompt": "a cat", "n": 1})
+        assert (await ix.wait_original(has_file, timeout=60)).attachments
+        fake.assert_clean()
+
+
+async def test_results_fit_a_small_attachment_limit(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake):
+        ix = await fake.slash_command("imagine", {"prompt": "noise", "n": 9}, attachment_size_limit=40_000)
+        message = await ix.wait_original(has_file, timeout=60)
+        attachment = message.attachments[0]
+        assert len(attachment.data) <= 40_000
+        assert Image.open(io.BytesIO(attachment.data)).size[0] > 0
+        fake.assert_clean()
+
+
+async def test_an_expired_token_falls_back_to_a_channel_message(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False) as env:
+        ix = await fake.slash_command("imagine", {"prompt": "a slow cat", "n": 1})
+        await ix.acknowledgement()
+        record = await newest_job(env.service)
+        await env.service.store.update_reply_to(record.id, {"created": 0})  # as if 15 minutes went by
+        ix.expire()
+        env.service.worker.start()
+        general = fake.channel("general")
+        posted = await fake.wait_for(
+            lambda: next((m for m in fake.messages_in(general) if m.attachments and not m.webhook_id), None),
+            timeout=60,
+        )
+        assert f"<@{fake.alice.id}>" in posted.content
+        fake.assert_clean()
+
+
+async def test_a_burst_of_50_is_all_acknowledged_in_time(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, per_user=100, user_rate=100, server_rate=100) as env:
+        interactions = await asyncio.gather(
+            *(fake.slash_command("imagine", {"prompt": f"cat {i}", "n": 1}) for i in range(50))
+        )
+        answers = await asyncio.gather(*(ix.acknowledgement() for ix in interactions))
+        assert [a.type for a in answers] == [5] * 50
+        assert max(a.latency for a in answers) < 3.0
+        for ix in interactions:  # every one ends with its grid
+            await ix.wait_original(has_file, timeout=120)
+        assert (await env.service.store.stats()) == {"delivered": 50}
+        fake.assert_clean()
+
+
+def test_the_configured_urls_point_discord_py(fake_config: None = None) -> None:
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+
+    old = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    try:
+        point_at(DiscordConfig(api_base_url="http://proxy.local/api/v10/", gateway_url="ws://gw.local/"))
+        assert Route.BASE == "http://proxy.local/api/v10"
+        assert str(DiscordWebSocket.DEFAULT_GATEWAY) == "ws://gw.local/"
+    finally:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = old
