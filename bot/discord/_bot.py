@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot.discord._buttons import Action, JobButton
 from bot.discord._commands import Generation, reply_error
-from bot.discord._delivery import Delivery
+from bot.discord._delivery import Delivery, result_file
 from bot.discord._requests import Requests, owner_of, single_of, variation_of
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
@@ -171,7 +171,7 @@ class MemeBot(commands.Bot):
         hall = self.get_partial_messageable(target)
         text = f"{STAR} **{stars}** · {message.jump_url}\n**{record.job.request.prompt[:300]}**"
         with contextlib.suppress(discord.HTTPException):
-            await hall.send(text, file=discord.File(path, filename=path.name))
+            await hall.send(text, file=await result_file(path))
 
 
 class ShardedMemeBot(MemeBot, commands.AutoShardedBot):

@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
+from bot.discord._delivery import result_file
 from bot.discord._policy import GuildSettings, save_guild
 from bot.discord._requests import Requests, owner_of
 from bot.discord._text import clip, result_text
@@ -217,7 +218,7 @@ class Generation(commands.Cog):
             command=self.service.command_line(record.job.request),
         )
         path = record.result.primary.path
-        await interaction.response.send_message(content, file=discord.File(path, filename=path.name))
+        await interaction.response.send_message(content, file=await result_file(path))
 
     @app_commands.command(description="The model, the queue and recent speed")
     async def info(self, interaction: discord.Interaction[Any]) -> None:

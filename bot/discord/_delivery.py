@@ -12,6 +12,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -139,9 +140,7 @@ class Delivery:
             content = progress_text(_terminal_event(record), request)
             return await self._edit_or_post(reply_to, content=content, attachments=[], view=None)
         result = record.result
-        file = discord.File(
-            result.primary.path, filename=result.primary.path.name, spoiler=bool(reply_to.get("spoiler"))
-        )
+        file = await result_file(result.primary.path, spoiler=bool(reply_to.get("spoiler")))
         content = result_text(
             request,
             seed=result.seeds[0],
@@ -182,6 +181,12 @@ class Delivery:
         if not isinstance(channel, discord.abc.Messageable):
             raise Undeliverable(f"channel {channel_id} does not take messages")
         return channel
+
+
+async def result_file(path: Path, *, spoiler: bool = False) -> discord.File:
+    """A stored result as an upload, read off the event loop (no file handle left to close)."""
+    data = await asyncio.to_thread(path.read_bytes)
+    return discord.File(io.BytesIO(data), filename=path.name, spoiler=spoiler)
 
 
 def _fresh(reply_to: dict[str, Any]) -> bool:

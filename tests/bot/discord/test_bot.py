@@ -329,3 +329,111 @@ def test_the_configured_urls_point_discord_py(fake_config: None = None) -> None:
         assert str(DiscordWebSocket.DEFAULT_GATEWAY) == "ws://gw.local/"
     finally:
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = old
+
+
+async def test_animate_posts_a_clip(
+    tiny_video_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_video_backend, tmp_path, fake):
+        ix = await fake.slash_command("animate", {"prompt": "will smith eating spaghetti", "seed": 5})
+        message = await ix.wait_original(has_file, timeout=60)
+        clip = message.attachments[0].image()
+        assert clip.format == "GIF" and clip.n_frames == 8
+        assert not any(c.startswith("mb:up:") for c in message.custom_ids)  # no tiles to pick in a clip
+        fake.assert_clean()
+
+
+async def test_progress_edits_stay_within_discords_rate(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        env.bot.config = env.bot.delivery.config = env.bot.config.model_copy(update={"edit_interval_s": 1.0})
+        message = await imagine(env, {"prompt": "a cat", "n": 1, "steps": 40})
+        assert message.max_edits_within(5.0) <= 6  # progress at most every second, plus the final edit
+        fake.assert_clean()
+
+
+async def test_meme_captions_an_attachment_and_a_previous_result(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (200, 150), (30, 90, 200)).save(picture, "PNG")
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        upload = fake.store_attachment("photo.png", picture.getvalue())
+        ix = await fake.slash_command("meme", {"image": upload, "top": "one does not", "bottom": "simply"})
+        captioned = (await ix.wait_original(has_file, timeout=30)).attachments[0].image().convert("RGB")
+        assert captioned.size == (200, 150)
+        pixels = np.asarray(captioned)
+        assert (pixels[:50] > 240).all(axis=2).any() and (pixels[:50] < 20).all(
+            axis=2
+        ).any()  # white + outline
+        result = await imagine(env, {"prompt": "a cat", "n": 1})
+        again = await fake.slash_command("meme", {"job": job_id_of(result), "bottom": "nice"})
+        assert (await again.wait_original(has_file, timeout=30)).attachments
+        fake.assert_clean()
+
+
+async def test_queue_cancel_show_and_info(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False) as env:
+        await (await fake.slash_command("imagine", {"prompt": "first"})).acknowledgement()
+        first = await newest_job(env.service)
+        queue = await fake.slash_command("queue")
+        listing = await queue.wait_original(lambda m: True)
+        assert listing.ephemeral and first.id in listing.content and "In the queue: 1" in listing.content
+        choices = await fake.autocomplete("cancel", {"job": "fir"}, "job")
+        assert (await choices.acknowledgement()).type == 8
+        assert [c["value"] for c in choices.choices] == [first.id]
+        refused = await fake.slash_command("cancel", {"job": first.id}, user=fake.bob)
+        assert "only the person who asked" in (await refused.wait_original(lambda m: True)).content
+        await (await fake.slash_command("cancel")).acknowledgement()  # alice's latest
+        progress = fake.messages[int(first.reply_to["message_id"])]
+        await fake.wait_for(lambda: "Cancelled" in progress.content, timeout=10)
+        env.service.worker.start()
+        done = await imagine(env, {"prompt": "second", "n": 1})
+        shown = await (await fake.slash_command("show", {"job": job_id_of(done)})).wait_original(
+            has_file, timeout=10
+        )
+        assert job_id_of(done) in shown.content
+        info = await (await fake.slash_command("info")).wait_original(lambda m: True)
+        assert "tiny" in info.content and info.ephemeral
+        fake.assert_clean()
+
+
+async def test_buttons_can_be_kept_for_the_requester(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    admin = fake.add_user("boss", roles=[fake.add_role("admins", permissions=MANAGE_GUILD)])
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        await (
+            await fake.slash_command("settings set", {"requester_only_buttons": True}, user=admin)
+        ).acknowledgement()
+        message = await imagine(env, {"prompt": "mine", "n": 1}, user=fake.alice)
+        job_id = job_id_of(message)
+        other = await fake.click(message, f"mb:reroll:{job_id}", user=fake.bob)
+        assert "only the person who asked" in (await other.wait_original(lambda m: True)).content
+        own = await fake.click(message, f"mb:reroll:{job_id}", user=fake.alice)
+        assert (await own.wait_original(has_file, timeout=60)).attachments
+        fake.assert_clean()
+
+
+async def test_a_sharded_bot_connects(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, sharded=True) as env:
+        assert type(env.bot).__name__ == "ShardedMemeBot"
+        assert fake.requests_to("GET", "/gateway/bot")
+        assert (await imagine(env, {"prompt": "a cat", "n": 1})).attachments
+        fake.assert_clean()
+
+
+async def test_running_needs_a_token(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
+    from bot.discord import running
+    from bot.settings import ConfigError, Secrets, Settings
+
+    settings = Settings(discord=DiscordConfig(enabled=True), secrets=Secrets())
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
+        with pytest.raises(ConfigError, match="MEMEBOT_DISCORD_TOKEN"):
+            async with running(settings, service):
+                pass
