@@ -437,3 +437,27 @@ async def test_running_needs_a_token(tiny_backend: DiffusersBackend, tmp_path: P
         with pytest.raises(ConfigError, match="MEMEBOT_DISCORD_TOKEN"):
             async with running(settings, service):
                 pass
+
+
+async def test_running_serves_with_the_configured_urls(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+    from pydantic import SecretStr
+
+    from bot.discord import running
+    from bot.settings import Secrets, Settings
+
+    config = DiscordConfig(enabled=True, api_base_url=fake.api_base, gateway_url=fake.gateway_url)
+    settings = Settings(discord=config, secrets=Secrets(discord_token=SecretStr(fake.token)))
+    old = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    try:
+        async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path) as service:
+            async with running(settings, service):
+                await fake.wait_for_connection("identify")  # logged in, commands synced, gateway ready
+                ix = await fake.slash_command("imagine", {"prompt": "a cat", "n": 1})
+                assert (await ix.wait_original(has_file, timeout=60)).attachments
+                fake.assert_clean()  # before the planned close below
+    finally:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = old
