@@ -274,6 +274,8 @@ class Generation(commands.Cog):
     @app_commands.describe(
         default_n="Images per request here (1-9)",
         channel="Apply default_n to this channel only",
+        max_n="Most images one request may ask for on this server",
+        allow_nsfw="Allow flagged prompts in age-restricted channels (off: nowhere)",
         requester_only_buttons="Only the requester (or moderators) may use a result's buttons",
         spoiler="Post every result as a spoiler",
     )
@@ -282,12 +284,16 @@ class Generation(commands.Cog):
         interaction: discord.Interaction[Any],
         default_n: app_commands.Range[int, 1, 9] | None = None,
         channel: discord.TextChannel | None = None,
+        max_n: app_commands.Range[int, 1, 9] | None = None,
+        allow_nsfw: bool | None = None,
         requester_only_buttons: bool | None = None,
         spoiler: bool | None = None,
     ) -> None:
         """/settings set."""
         guild_id, settings = await self._admin(interaction)
-        changes: dict[str, Any] = {}
+        changes: dict[str, Any] = {
+            name: value for name, value in (("max_n", max_n), ("allow_nsfw", allow_nsfw)) if value is not None
+        }
         if default_n is not None and channel is not None:
             changes["channel_n"] = settings.channel_n | {str(channel.id): default_n}
         elif default_n is not None:
@@ -325,6 +331,8 @@ def describe_settings(settings: GuildSettings) -> str:
     return "\n".join(
         [
             f"Default images: {settings.default_n or 'bot default'} (per channel: {channels})",
+            f"Most images per request: {settings.max_n or 'bot limit'}",
+            f"Flagged prompts in age-restricted channels: {'allowed' if settings.allow_nsfw else 'never'}",
             f"Buttons only for the requester: {'yes' if settings.requester_only_buttons else 'no'}",
             f"Spoiler on every result: {'yes' if settings.spoiler else 'no'}",
             f"Banned words: {', '.join(settings.ban_words) or 'none'}",

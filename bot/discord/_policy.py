@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.settings import DiscordConfig
 from bot.store import Store
-from generators.errors import Banned, Forbidden, RateLimited
+from generators.errors import BadRequest, Banned, Forbidden, RateLimited
 from generators.requests import GenerationRequest
 
 GUILDS = "discord:guild"
@@ -23,6 +23,8 @@ class GuildSettings:
 
     ban_words: tuple[str, ...] = ()
     default_n: int | None = None
+    max_n: int | None = None
+    allow_nsfw: bool = True  # False: flagged prompts are refused even in age-restricted channels
     requester_only_buttons: bool = False
     spoiler: bool = False
     channel_n: dict[str, int] = field(default_factory=dict)  # channel id → default --n there
@@ -38,6 +40,8 @@ class GuildSettings:
         return cls(
             ban_words=tuple(data.get("ban_words", ())),
             default_n=data.get("default_n"),
+            max_n=data.get("max_n"),
+            allow_nsfw=bool(data.get("allow_nsfw", True)),
             requester_only_buttons=bool(data.get("requester_only_buttons", False)),
             spoiler=bool(data.get("spoiler", False)),
             channel_n={str(k): int(v) for k, v in data.get("channel_n", {}).items()},
@@ -90,10 +94,21 @@ class Moderation:
             self._nsfw.search(" ".join((request.prompt, request.top, request.bottom)))
         )
 
-    def check_nsfw(self, request: GenerationRequest, *, age_restricted: bool) -> None:
-        """Raise Forbidden for an NSFW prompt outside an age-restricted channel."""
-        if self.is_nsfw(request) and not age_restricted:
+    def check_nsfw(self, request: GenerationRequest, guild: GuildSettings, *, age_restricted: bool) -> None:
+        """Raise Forbidden for an NSFW prompt outside an age-restricted channel (or anywhere, if the
+        server says so)."""
+        if not self.is_nsfw(request):
+            return
+        if not guild.allow_nsfw:
+            raise Forbidden("this server does not allow that kind of prompt")
+        if not age_restricted:
             raise Forbidden("that prompt can only be used in an age-restricted (NSFW) channel")
+
+    @staticmethod
+    def check_size(request: GenerationRequest, guild: GuildSettings) -> None:
+        """Raise BadRequest when the request asks for more images than this server allows."""
+        if guild.max_n is not None and request.n > guild.max_n:
+            raise BadRequest(f"--n may be at most {guild.max_n} on this server", flag="--n")
 
     def with_negative_prefix(self, request: GenerationRequest) -> GenerationRequest:
         """Prepend the forced negative prompt, if one is configured."""

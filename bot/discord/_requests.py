@@ -57,7 +57,10 @@ class Requests:
 
     def parse(self, text: str, guild: GuildSettings, channel_id: int | None) -> GenerationRequest:
         """The one grammar, with this server's (or channel's) default image count."""
-        return self.service.parse(text, default_n=guild.n_for(channel_id))
+        default_n = guild.n_for(channel_id)
+        if guild.max_n is not None:
+            default_n = min(default_n or guild.max_n, guild.max_n)
+        return self.service.parse(text, default_n=default_n)
 
     def check(
         self,
@@ -72,7 +75,8 @@ class Requests:
         if guild_id is None and not self.config.allow_dms:
             raise Forbidden("this bot does not work in DMs here; use it in a server channel")
         self.moderation.check_banned(request, guild)
-        self.moderation.check_nsfw(request, age_restricted=age_restricted(channel))
+        self.moderation.check_size(request, guild)
+        self.moderation.check_nsfw(request, guild, age_restricted=age_restricted(channel))
         self.service.worker.queue.check_room(owner_of(user))
         self.limits.take(user.id, guild_id)
         return self.moderation.with_negative_prefix(request)

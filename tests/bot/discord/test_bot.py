@@ -461,3 +461,45 @@ async def test_running_serves_with_the_configured_urls(
                 fake.assert_clean()  # before the planned close below
     finally:
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = old
+
+
+async def test_refusals_for_full_queues_rate_limits_and_server_limits(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    admin = fake.add_user("boss", roles=[fake.add_role("admins", permissions=MANAGE_GUILD)])
+
+    async def refusal(options: dict[str, Any], user: Any) -> str:
+        ix = await fake.slash_command("imagine", options, user=user)
+        message = await ix.wait_original(lambda m: True)
+        assert message.ephemeral
+        return message.content
+
+    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False, per_user=1, user_rate=1) as env:
+        await (await fake.slash_command("imagine", {"prompt": "one"}, user=fake.alice)).acknowledgement()
+        await newest_job(env.service)
+        assert "already have 1 jobs waiting" in await refusal({"prompt": "two"}, fake.alice)
+        await (await fake.slash_command("imagine", {"prompt": "b1"}, user=fake.bob)).acknowledgement()
+        await fake.wait_for(
+            lambda: len(fake.requests_to("GET", "/webhooks/*/*/messages/@original")) >= 2, timeout=5
+        )
+        await env.service.cancel((await newest_job(env.service)).id)
+        assert "asking too fast" in await refusal({"prompt": "b2"}, fake.bob)
+        await (
+            await fake.slash_command("settings set", {"max_n": 4, "allow_nsfw": False}, user=admin)
+        ).acknowledgement()
+        assert "at most 4 on this server" in await refusal({"prompt": "x", "n": 9}, admin)
+        nsfw = fake.channel("nsfw").id
+        ix = await fake.slash_command("imagine", {"prompt": "nude statue"}, user=admin, channel_id=nsfw)
+        assert "does not allow" in (await ix.wait_original(lambda m: True)).content
+        fake.assert_clean()
+
+
+async def test_spoilers_outside_age_restricted_channels(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, spoiler_outside_nsfw=True) as env:
+        general = await imagine(env, {"prompt": "a cat", "n": 1})
+        assert general.attachments[0].filename.startswith("SPOILER_")
+        nsfw = await imagine(env, {"prompt": "a cat", "n": 1}, channel_id=fake.channel("nsfw").id)
+        assert not nsfw.attachments[0].filename.startswith("SPOILER_")
+        fake.assert_clean()
