@@ -110,7 +110,7 @@ class Delivery:
 
     async def _show_progress(self, job_id: str, event: Progress) -> None:
         record = await self.service.store.get(job_id)
-        if record is None or not _fresh(record.reply_to):
+        if record is None or not _editable(record.reply_to):
             return  # past the token's life only the final result is posted
         files = (
             [discord.File(io.BytesIO(event.png), filename="preview.png")]
@@ -152,7 +152,7 @@ class Delivery:
         return await self._edit_or_post(reply_to, content=content, attachments=[file], view=view)
 
     async def _edit_or_post(self, reply_to: dict[str, Any], **message: Any) -> discord.Message:
-        if _fresh(reply_to) or reply_to.get("kind") == "message":
+        if _editable(reply_to):
             try:
                 return await self._edit(reply_to, **message)
             except discord.NotFound:
@@ -189,12 +189,11 @@ async def result_file(path: Path, *, spoiler: bool = False) -> discord.File:
     return discord.File(io.BytesIO(data), filename=path.name, spoiler=spoiler)
 
 
-def _fresh(reply_to: dict[str, Any]) -> bool:
-    """Whether the interaction token can still edit the original message."""
-    return (
-        reply_to.get("kind") == "interaction"
-        and time.time() - float(reply_to.get("created", 0)) < TOKEN_LIFETIME_S
-    )
+def _editable(reply_to: dict[str, Any]) -> bool:
+    """Whether the job's message can still be edited: the bot's own reply, or a live interaction token."""
+    if reply_to.get("kind") == "message":
+        return True
+    return time.time() - float(reply_to.get("created", 0)) < TOKEN_LIFETIME_S
 
 
 def _terminal_event(record: JobRecord) -> Progress:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from generators.requests import Cancelled, Failed, GenerationRequest, Progress, Queued, Started, Step
+from generators.requests import Cancelled, Failed, GenerationRequest, Preview, Progress, Queued, Started, Step
 
 DISCORD_LIMIT = 2000
 BAR = 12
@@ -20,6 +20,8 @@ def progress_text(event: Progress, request: GenerationRequest, now: float | None
             return f"{head}\n⏳ Queued: {ahead}{when}"
         case Started():
             return f"{head}\n🎨 Generating…"
+        case Preview(step=i):
+            return f"{head}\n🎨 step {i} (preview below)"
         case Step(i=i, n=n):
             filled = round(BAR * i / n)
             return f"{head}\n🎨 `{'▰' * filled}{'▱' * (BAR - filled)}` step {i}/{n}"
