@@ -162,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ConfigError as error:  # found only when starting, e.g. an adapter without its token
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except ModelLoadError as error:
         print(f"model error: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -168,3 +168,13 @@ def test_run_finishes_jobs_left_by_a_previous_run_and_stops_on_sigterm(tmp_path:
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
     assert "requeued 1 unfinished jobs" in output
+
+
+def test_an_enabled_adapter_without_its_token_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEMEBOT_DISCORD_TOKEN", raising=False)
+    config = write_config(tmp_path, extra="discord:\n  enabled: true\n")
+    assert main(["--config", str(config), "run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error:") and "MEMEBOT_DISCORD_TOKEN" in err and "Traceback" not in err
