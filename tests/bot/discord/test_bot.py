@@ -250,7 +250,9 @@ async def test_meme_channel_trigger_and_hall_of_fame_once(
             timeout=60,
         )
         assert result.message_reference is not None  # a reply to the prompt
-        assert any("Queued" in str(v.get("content")) or "step" in str(v.get("content")) for v in result.history)
+        assert any(
+            "Queued" in str(v.get("content")) or "step" in str(v.get("content")) for v in result.history
+        )
         await fake.post_user_message(memes, "just chatting", author=fake.bob)
         for user in (fake.alice, fake.bob, fake.add_user("carol")):
             await fake.add_reaction(memes, result, "⭐", user)
