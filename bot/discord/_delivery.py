@@ -41,6 +41,7 @@ class _Tracked:
     latest: Progress | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    preview: Preview | None = None
     delivering: bool = False  # posting the final state: let it finish on shutdown
 
 
@@ -57,6 +58,8 @@ class Delivery:
         """The job service's handler for Discord jobs: remember the event, wake the job's task."""
         tracked = self._tracked.setdefault(job_id, _Tracked())
         tracked.latest = event
+        if isinstance(event, Preview):
+            tracked.preview = event  # kept until shown, even if steps overtake it
         tracked.changed.set()
         if tracked.task is None:
             tracked.task = asyncio.create_task(self._follow(job_id, tracked), name=f"discord-job-{job_id}")
@@ -93,7 +96,8 @@ class Delivery:
                     if record is not None:
                         await self._deliver(record)
                     return
-                await self._show_progress(job_id, event)
+                preview, tracked.preview = tracked.preview, None
+                await self._show_progress(job_id, event, preview)
                 # Discord allows about 5 edits per 5 s per message; a terminal event does not wait.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._terminal_arrives(tracked), self.config.edit_interval_s)
@@ -108,18 +112,18 @@ class Delivery:
             if not isinstance(tracked.latest, TERMINAL):
                 tracked.changed.clear()
 
-    async def _show_progress(self, job_id: str, event: Progress) -> None:
+    async def _show_progress(self, job_id: str, event: Progress, preview: Preview | None) -> None:
         record = await self.service.store.get(job_id)
         if record is None or not _editable(record.reply_to):
             return  # past the token's life only the final result is posted
-        files = (
-            [discord.File(io.BytesIO(event.png), filename="preview.png")]
-            if isinstance(event, Preview)
-            else []
-        )
-        content = progress_text(event, record.job.request)
+        message: dict[str, Any] = {
+            "content": progress_text(event, record.job.request),
+            "view": cancel_view(job_id),
+        }
+        if preview is not None:  # otherwise the last preview stays attached
+            message["attachments"] = [discord.File(io.BytesIO(preview.png), filename="preview.png")]
         with contextlib.suppress(discord.HTTPException):
-            await self._edit(record.reply_to, content=content, attachments=files, view=cancel_view(job_id))
+            await self._edit(record.reply_to, **message)
 
     async def _deliver(self, record: JobRecord) -> None:
         """Post the final state once: the grid or clip with its buttons, or why there is none."""

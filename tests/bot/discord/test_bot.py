@@ -44,18 +44,23 @@ async def discord_env(
     *,
     start_worker: bool = True,
     per_user: int = 3,
+    worker: dict[str, Any] | None = None,
     **config: Any,
 ) -> AsyncIterator[Env]:
     settings = DiscordConfig(
         enabled=True,
         api_base_url=fake.api_base,
         gateway_url=fake.gateway_url,
-        edit_interval_s=0.05,
         meme_channels=(fake.channel("memes").id,),
-        **config,
+        **({"edit_interval_s": 0.05} | config),
     )
     async with open_service(
-        backend, tmp_path / "jobs.db", tmp_path, start_worker=start_worker, per_user=per_user
+        backend,
+        tmp_path / "jobs.db",
+        tmp_path,
+        start_worker=start_worker,
+        per_user=per_user,
+        **(worker or {}),
     ) as service:
         bot = build_bot(service, settings, guild_ready_timeout=0.05)
         async with run_client(bot, fake):
@@ -77,6 +82,14 @@ async def newest_job(service: JobService) -> JobRecord:
         while not (records := await service.store.recent(1)):  # noqa: ASYNC110 - the store has no events
             await asyncio.sleep(0.01)
     return records[0]
+
+
+async def delivered(service: JobService, job_id: str) -> JobRecord:
+    """The job once the store marks it delivered (that comes just after the post)."""
+    async with asyncio.timeout(10):
+        while (record := await service.store.get(job_id)) is None or record.status is not JobStatus.DELIVERED:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    return record
 
 
 def has_file(message: FakeMessage) -> bool:
@@ -106,8 +119,7 @@ async def test_imagine_end_to_end_with_progress_and_buttons(
         assert expected <= set(message.custom_ids) and f"mb:del:{job_id}" in message.custom_ids
         earlier = " ".join(str(version.get("content")) for version in message.history)
         assert "Queued" in earlier or "step" in earlier  # the same message showed progress first
-        record = await env.service.store.get(job_id)
-        assert record is not None and record.status is JobStatus.DELIVERED
+        record = await delivered(env.service, job_id)
         assert record.delivery_ref == str(message.id)
         fake.assert_clean()
 
