@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import io
 import logging
+import time
 from typing import Any
 
 import discord
@@ -224,12 +225,16 @@ class Generation(commands.Cog):
     async def info(self, interaction: discord.Interaction[Any]) -> None:
         """/info."""
         model = self.service.model
-        stats = await self.service.store.stats()
-        done = stats.get("done", 0) + stats.get("delivered", 0)
+        hour_ago = time.time() - 3600
+        recent = await self.service.store.recent(500)
+        finished = [r for r in recent if r.result is not None and (r.finished_at or 0) > hour_ago]
+        seconds = [r.result.elapsed_s for r in finished if r.result is not None]
+        speed = f", {sum(seconds) / len(seconds):.1f} s each on average" if seconds else ""
         lines = [
             f"Model: **{model.name}** ({model.kind.value}, {model.size} px, {model.steps} steps)",
             f"Running on: {model.device}",
-            f"Queue: {len(self.service.worker.queue)} waiting · {done} finished so far",
+            f"Queue: {len(self.service.worker.queue)} waiting",
+            f"Last hour: {len(finished)} jobs finished{speed}",
         ]
         if model.note:
             lines.append(f"Licence: {model.note}")

@@ -413,6 +413,7 @@ async def test_queue_cancel_show_and_info(
         assert job_id_of(done) in shown.content
         info = await (await fake.slash_command("info")).wait_original(lambda m: True)
         assert "tiny" in info.content and info.ephemeral
+        assert "Last hour: 1 jobs finished" in info.content
         fake.assert_clean()
 
 
