@@ -24,8 +24,10 @@ from generators.requests import GenerationRequest, Kind
 _FLAG = re.compile(r"(?:(?<=\s)|^)(?:--|—|–)([A-Za-z][A-Za-z0-9_-]*)(?=\s|$)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
-_RATIO = re.compile(r"^(\d{1,5}):(\d{1,5})$")
+# ASCII digits only, as for the numeric flags; five digits bound int() and the ratio check.
+_RATIO = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})$")
 SEED_LIMIT = 2**32
+_SHOWN = 24  # echo at most this much of what the user typed: a reply must stay short
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,11 @@ def _unknown(name: str) -> str:
         if close
         else f"; the flags are {', '.join('--' + n for n in _SPECS)}"
     )
-    return f"unknown flag --{name}{hint}"
+    return f"unknown flag --{_clip(name)}{hint}"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
 
 
 def _check_prompt(prompt: str, limits: LimitsConfig) -> None:
@@ -95,7 +101,7 @@ def _build(prompt: str, values: dict[str, str], limits: LimitsConfig) -> Generat
     if video and values["video"]:
         raise BadRequest("--video takes no value: put the prompt before the flags", flag="--video")
     if video and not limits.allow_video:
-        raise BadRequest("--video is not available here: this bot runs an image model", flag="--video")
+        raise BadRequest("--video is not available here: clips are turned off on this bot", flag="--video")
     if video and "n" in values:
         raise BadRequest("--n can't be used with --video: a clip is one video", flag="--n")
     fields: dict[str, Any] = {"prompt": prompt, "kind": Kind.VIDEO if video else Kind.IMAGE}
@@ -129,20 +135,30 @@ def _number(
         word, _, rest = raw.partition(" ")
         if rest:
             raise BadRequest(
-                f"--{flag} takes one number; '{rest}' after it is not understood", flag=f"--{flag}"
+                f"--{flag} takes one number; '{_clip(rest)}' after it is not understood", flag=f"--{flag}"
             )
-        if not word.isascii() or not word.isdigit() or not low <= int(word) <= top:
-            got = f" (got '{word}')" if word else ""
+        value = _whole(word, len(str(top)))
+        if value is None or not low <= value <= top:
+            got = f" (got '{_clip(word)}')" if word else ""
             raise BadRequest(f"--{flag} must be a whole number from {low} to {top}{got}", flag=f"--{flag}")
-        return {field: int(word)}
+        return {field: value}
 
     return read
+
+
+def _whole(word: str, digits: int) -> int | None:
+    # ASCII only (str.isdigit also takes '４' and '²'); the length check keeps int() off huge strings,
+    # which it refuses past 4300 digits with a ValueError.
+    if not word.isascii() or not word.isdigit():
+        return None
+    significant = word.lstrip("0") or "0"
+    return int(significant) if len(significant) <= digits else None
 
 
 def _ratio(raw: str, limits: LimitsConfig) -> dict[str, Any]:
     match = _RATIO.match(raw)
     if not match or 0 in (int(match.group(1)), int(match.group(2))):
-        raise BadRequest(f"--ar must look like 16:9 (got '{raw}')", flag="--ar")
+        raise BadRequest(f"--ar must look like 16:9 (got '{_clip(raw)}')", flag="--ar")
     width, height = int(match.group(1)), int(match.group(2))
     if max(width, height) / min(width, height) > limits.max_aspect:
         most = f"{limits.max_aspect:g}"
@@ -190,7 +206,8 @@ def size_for(aspect: tuple[int, int], native: int, max_side: int, multiple: int 
     """Width and height near ``native``² pixels in the ratio ``aspect``, multiples of ``multiple``.
 
     Each side is rounded to the nearest multiple (at least one multiple); when a side would pass
-    ``max_side``, both shrink by the same factor and round down.
+    ``max_side``, both shrink by the same factor and round down. ``multiple`` is the floor of each side,
+    so it wins over a ``max_side`` below it, and very stretched ratios come out less stretched.
     """
     ratio = aspect[0] / aspect[1]
     width, height = native * math.sqrt(ratio), native / math.sqrt(ratio)

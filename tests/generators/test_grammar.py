@@ -32,6 +32,8 @@ LIMITS = LimitsConfig()
         ("a cat --SEED 3 --No Dogs", GenerationRequest("a cat", seed=3, negative="Dogs", n=9)),
         ("  a\tcat \n\x00 --n 1 ", GenerationRequest("a cat", n=1)),
         ("a--b -- c --> d", GenerationRequest("a--b -- c --> d", n=9)),
+        ("rock—paper – x ---n 2 --n=2 -n 3", GenerationRequest("rock—paper – x ---n 2 --n=2 -n 3", n=9)),
+        ("a cat --seed 007", GenerationRequest("a cat", seed=7, n=9)),
         ("spaghetti 🍝 吃 --top 🍝", GenerationRequest("spaghetti 🍝 吃", n=9, top="🍝")),
         ("x --seed 4294967295", GenerationRequest("x", seed=4294967295, n=9)),
     ],
@@ -47,6 +49,8 @@ def test_parse(text: str, expected: GenerationRequest) -> None:
         ("a cat --n 0", "--n", "from 1 to 9"),
         ("a cat --n 10", "--n", "from 1 to 9"),
         ("a cat --steps 51", "--steps", "from 1 to 50"),
+        ("a cat --steps 0", "--steps", "from 1 to 50 (got '0')"),
+        ("a cat --steps 2.5", "--steps", "whole number"),
         ("a cat --seed -1", "--seed", "whole number"),
         ("a cat --seed 4294967296", "--seed", "from 0 to 4294967295"),
         ("a cat --seed 1 2", "--seed", "'2' after it is not understood"),
@@ -54,11 +58,15 @@ def test_parse(text: str, expected: GenerationRequest) -> None:
         ("a cat --ar wide", "--ar", "must look like 16:9"),
         ("a cat --ar 0:1", "--ar", "must look like 16:9"),
         ("a cat --ar 4:1", "--ar", "too stretched"),
+        ("a cat --ar 16:9:1", "--ar", "must look like 16:9"),
+        ("a cat --ar ١٦:٩", "--ar", "must look like 16:9"),
         ("a cat --sed 4", "--sed", "did you mean --seed?"),
         ("a cat --zzz", "--zzz", "the flags are --no, --seed"),
         ("a cat --n 1 --n 2", "--n", "given twice"),
         ("a cat --no", "--no", "needs some text"),
         ("a cat --top " + "x" * 121, "--top", "the limit is 120"),
+        ("a cat --bottom " + "x" * 121, "--bottom", "--bottom is 121 characters; the limit is 120"),
+        ("a cat --no " + "x" * 601, "--no", "the limit is 600"),
         ("a cat --video --n 2", "--n", "can't be used with --video"),
         ("a cat --video now", "--video", "takes no value"),
         ("a cat --n ４", "--n", "whole number"),
@@ -80,8 +88,30 @@ def test_prompt_refusals() -> None:
 
 
 def test_video_can_be_switched_off() -> None:
-    with pytest.raises(BadRequest, match="--video is not available"):
+    with pytest.raises(BadRequest, match="--video is not available") as caught:
         parse("a cat --video", LIMITS.model_copy(update={"allow_video": False}))
+    assert caught.value.flag == "--video"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a cat --seed " + "9" * 5000,
+        "a cat --n " + "1" * 5000,
+        "a cat --steps 1 " + "x" * 5000,
+        "a cat --ar " + "x" * 5000,
+        "a cat --" + "x" * 5000,
+    ],
+)
+def test_huge_values_are_refused_briefly(text: str) -> None:
+    # int() raises ValueError past 4300 digits, and a reply quoting 5000 characters would not post.
+    with pytest.raises(BadRequest) as caught:
+        parse(text, LIMITS)
+    assert len(str(caught.value)) < 200
+
+
+def test_leading_zeros_do_not_hide_a_small_number() -> None:
+    assert parse("a cat --seed " + "0" * 40 + "5", LIMITS).seed == 5
 
 
 def test_defaults_come_from_the_limits() -> None:
@@ -105,6 +135,24 @@ def test_size_for(aspect: tuple[int, int], native: int, max_side: int, expected:
     width, height = size_for(aspect, native, max_side)
     assert (width, height) == expected
     assert width % 64 == 0 and height % 64 == 0 and max(width, height) <= max_side
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 30),
+    st.integers(1, 30),
+    st.sampled_from([256, 512, 768, 1024]),
+    st.sampled_from([512, 768, 1024, 2048]),
+)
+def test_size_for_keeps_its_promises(width: int, height: int, native: int, max_side: int) -> None:
+    out_w, out_h = size_for((width, height), native, max_side)
+    assert out_w % 64 == 0 and out_h % 64 == 0
+    assert 64 <= out_w <= max_side and 64 <= out_h <= max_side
+    # Orientation survives the rounding: a landscape ratio never comes out portrait.
+    assert (out_w >= out_h) == (width >= height) or out_w == out_h
+    stretch = max(width, height) / min(width, height)
+    if stretch <= 3 and native * stretch**0.5 <= max_side:  # not clamped: the area stays near native²
+        assert 0.6 * native**2 <= out_w * out_h <= 1.4 * native**2
 
 
 def test_help_lists_every_flag() -> None:
