@@ -39,12 +39,7 @@ log = logging.getLogger(__name__)
 
 def effective_limits(limits: LimitsConfig, model: ModelInfo) -> LimitsConfig:
     """The configured limits, narrowed to what the loaded model can do."""
-    return limits.model_copy(
-        update={
-            "max_steps": min(limits.max_steps, model.max_steps),
-            "allow_video": limits.allow_video and model.kind is Kind.VIDEO,
-        }
-    )
+    return limits.model_copy(update={"max_steps": min(limits.max_steps, model.max_steps)})
 
 
 class Watch:
@@ -123,7 +118,12 @@ class JobService:
         request = parse(text, limits)
         if self.model.kind is Kind.VIDEO and request.kind is Kind.IMAGE:
             request = dataclasses.replace(request, kind=Kind.VIDEO, n=1)
+        self._check_model(request)
         return request
+
+    def _check_model(self, request: GenerationRequest) -> None:
+        if request.kind is Kind.VIDEO and self.model.kind is not Kind.VIDEO:
+            raise BadRequest("this bot runs an image model, so --video is not available here", flag="--video")
 
     def command_line(self, request: GenerationRequest) -> str:
         """The re-typeable command for a request."""
@@ -139,8 +139,7 @@ class JobService:
         budget_bytes: int | None = None,
     ) -> JobRecord:
         """Check room, write the job, then queue it; refusals raise before anything is written."""
-        if request.kind is Kind.VIDEO and self.model.kind is not Kind.VIDEO:
-            raise BadRequest("this bot runs an image model, so --video is not available here", flag="--video")
+        self._check_model(request)
         if request.seed is None:
             request = dataclasses.replace(request, seed=secrets.randbelow(2**32))
         job = Job(new_job_id(), owner, request, budget_bytes or self.budget_bytes)

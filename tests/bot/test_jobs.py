@@ -90,7 +90,8 @@ async def test_a_restart_queues_unfinished_jobs_again(tiny_backend: DiffusersBac
 async def test_steps_are_capped_by_the_model(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
     async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
         assert service.limits.max_steps == min(LimitsConfig().max_steps, tiny_backend.info.max_steps)
-        assert not service.limits.allow_video  # an image model
+        with pytest.raises(BadRequest, match="runs an image model"):
+            service.parse("a clip --video")
         with pytest.raises(BadRequest, match="--steps"):
             service.parse("x --steps 500")
 
