@@ -63,6 +63,9 @@ class RedditConfig(Section):
     subreddit_per_hour: int = Field(30, ge=1)
     reply_to_refusals: bool = True
     image_post_subreddit: str | None = None
+    image_post_attempts: int = Field(3, ge=1, description="Tries of an image post before giving up on it.")
+    retry_base_s: float = Field(5.0, gt=0, description="First wait after a 429 or 5xx; doubles each time.")
+    retry_max_s: float = Field(300.0, gt=0, description="Longest wait between retries.")
 
 
 class DiscordConfig(Section):

@@ -174,6 +174,7 @@ class _Failure:
     status: int
     times: int
     headers: dict[str, str]
+    landed: bool = False
 
 
 def _base36(number: int) -> str:
@@ -391,14 +392,17 @@ class FakeReddit:
         times: int = 1,
         *,
         headers: Mapping[str, str] | None = None,
+        landed: bool = False,
     ) -> None:
         """Answer the next ``times`` requests whose path matches (``re.search``) with ``status``.
 
         asyncprawcore retries 500/502/503/504 twice (sleeping up to 2 s, then 2-4 s); a 429 it raises
         at once as ``TooManyRequests``. ``headers`` (e.g. ``retry-after``) are added to the answer.
+        With ``landed`` the request takes effect first, and only its answer is the failure (a gateway
+        timing out on a comment Reddit did post).
         """
         self._failures.append(
-            _Failure(method.upper(), re.compile(path_pattern), status, times, dict(headers or {}))
+            _Failure(method.upper(), re.compile(path_pattern), status, times, dict(headers or {}), landed)
         )
 
     def comment_error_next(self, error_type: str, message: str, field: str, times: int = 1) -> None:
@@ -725,6 +729,8 @@ class FakeReddit:
 
     async def _respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         failure = self._take_failure(request)
+        if failure is not None and failure.landed and self._bearer_ok(request):
+            await handler(request)
         if failure is not None:
             return web.json_response(
                 _error_body(failure.status), status=failure.status, headers=failure.headers

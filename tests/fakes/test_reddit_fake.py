@@ -172,6 +172,20 @@ async def test_429_raises_for_the_adapter_to_retry(fake: FakeReddit, reddit: asy
     assert [r.body for r in fake.replies_to(fullname)] == ["done"]
 
 
+async def test_a_landed_failure_takes_effect_and_answers_the_error(
+    fake: FakeReddit, reddit: asyncpraw.Reddit
+) -> None:
+    """A gateway error after Reddit posted the comment: the client sees a failure, Reddit has the reply."""
+    fullname = fake.mention("u/memebot", author="alice")
+    mention = await first_mention(reddit)
+    fake.fail_next("POST", "/api/comment", status=429, landed=True)
+
+    with pytest.raises(asyncprawcore.exceptions.TooManyRequests):
+        await mention.reply("done")
+
+    assert [r.body for r in fake.replies_to(fullname)] == ["done"]
+
+
 async def test_500_is_retried_by_asyncprawcore(fake: FakeReddit, reddit: asyncpraw.Reddit) -> None:
     fake.mention("u/memebot", author="alice")
     fake.fail_next("GET", "/message/mentions", status=500)

@@ -1,0 +1,340 @@
+"""The Reddit adapter: reads mentions, submits jobs, and answers each comment exactly once.
+
+Every item is in the ledger before the bot acts on it, and every job carries its comment's fullname,
+so whatever a previous run left half done is finished on start: items whose job was never submitted
+are submitted (once: a job already in the store is adopted), finished jobs are answered, owed
+refusals are sent, and replies that may have landed are looked for before posting again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpraw
+from asyncpraw.models import Comment, Message
+
+from bot.jobs import JobService
+from bot.reddit._intake import Item, command_of, names, screen
+from bot.reddit._ledger import Entry, Ledger, State
+from bot.reddit._limits import Limits
+from bot.reddit._posts import ImagePoster
+from bot.reddit._replies import InFlight, Replier
+from bot.reddit._retry import Throttle, backoff, judge
+from bot.reddit._text import message_reply, result_reply
+from bot.settings import RedditConfig
+from bot.store import FINISHED, InvalidTransition, JobRecord, JobStatus
+from bot.web import page_url
+from generators.errors import UserError
+from generators.requests import TERMINAL, GenerationRequest, Progress
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "reddit"
+#: The newest comments read from watched subreddits per poll (one page of a listing).
+WATCH_PAGE = 100
+_Found = tuple[Item, str, Comment]
+
+
+def owner_of(author: str) -> str:
+    """The job owner id of a Redditor (names are case-insensitive on Reddit)."""
+    return f"{PLATFORM}:{author.lower()}"
+
+
+class RedditBot:
+    """Answers u/<bot> mentions (and triggers in watched subreddits) with a link to the result."""
+
+    def __init__(
+        self,
+        reddit: asyncpraw.Reddit,
+        service: JobService,
+        config: RedditConfig,
+        *,
+        username: str,
+        public_url: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.reddit = reddit
+        self.service = service
+        self.config = config
+        self.username = username
+        self.public_url = public_url
+        self.ledger = Ledger(service.store)
+        self.limits = Limits(config)
+        self.throttle = Throttle()
+        self.in_flight = InFlight()
+        self.replier = Replier(
+            reddit, self.ledger, self.throttle, config, username=username, in_flight=self.in_flight
+        )
+        self.poster = ImagePoster(reddit, self.ledger, self.throttle, config, in_flight=self.in_flight)
+        self._clock = clock
+        self._poll_lock = asyncio.Lock()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    # -- life -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Hear this platform's job events (before ``service.recover()``) and finish a previous run's work."""
+        self.service.subscribe(PLATFORM, self.on_event)
+        self._spawn("recovery", self._recover())
+
+    async def run(self) -> None:
+        """Poll every ``poll_interval_s`` until cancelled; a Reddit outage slows the loop, never ends it."""
+        failures = 0
+        while True:
+            delay = self.config.poll_interval_s
+            try:
+                await self.poll_once()
+                failures = 0
+            except Exception as error:
+                failures += 1
+                delay = max(delay, self._after_failure("reading Reddit", error, failures))
+            await asyncio.sleep(delay)
+
+    async def settle(self) -> None:
+        """Wait until no delivery or recovery is running (tests; a clean shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def close(self, grace_s: float = 10.0) -> None:
+        """Stop: writes in flight get ``grace_s`` to land and be recorded, the rest resume later."""
+        self._closed = True
+        tasks = list(self._tasks.values())
+        writing = [task for task in tasks if task in self.in_flight.tasks]
+        for task in tasks:
+            if task not in writing:
+                task.cancel()
+        if writing:
+            await asyncio.wait(writing, timeout=grace_s)
+        for task in writing:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- intake -----------------------------------------------------------------------------------
+
+    async def poll_once(self) -> int:
+        """Read the inbox (and watched subreddits) once and take up each new command; how many were new."""
+        async with self._poll_lock:
+            await self.throttle.wait()
+            found = await self._unread() + await self._watched()
+            taken = 0
+            for item, command, _ in sorted(found, key=lambda one: one[0].created_utc):  # oldest first
+                taken += await self._take(item, command)
+            await self._mark_read([comment for item, _, comment in found if item.from_inbox])
+            return taken
+
+    async def _unread(self) -> list[_Found]:
+        found: list[_Found] = []
+        async for thing in self.reddit.inbox.unread(limit=None):
+            # Private messages and replies that ask nothing stay unread, for the account's owner to see.
+            if isinstance(thing, Comment):
+                item = Item.of(thing, from_inbox=True)
+                command = command_of(item, self.username, self.config.trigger)
+                if command is not None:
+                    found.append((item, command, thing))
+        return found
+
+    async def _watched(self) -> list[_Found]:
+        if not self.config.watch_subreddits:
+            return []
+        subreddit = await self.reddit.subreddit("+".join(sorted(names(self.config.watch_subreddits))))
+        found: list[_Found] = []
+        async for comment in subreddit.comments(limit=WATCH_PAGE):
+            item = Item.of(comment, from_inbox=False)
+            command = command_of(item, self.username, self.config.trigger)
+            if command is not None:
+                found.append((item, command, comment))
+        return found
+
+    async def _take(self, item: Item, command: str) -> int:
+        """Record and act on one item, unless it was taken up before; 1 if it was new."""
+        async with self.ledger.holding(item.fullname):
+            if await self.ledger.get(item.fullname) is not None:
+                return 0
+            entry = Entry(
+                State.ACCEPTED, item.author or "[deleted]", item.subreddit, command, item.created_utc
+            )
+            reason = screen(item, self.config, self.username, self._clock())
+            if reason is not None:
+                log.info("skipping %s: %s", item.fullname, reason)
+                return int(await self.ledger.claim(item.fullname, entry.to(State.IGNORED, reason=reason)))
+            if not await self.ledger.claim(item.fullname, entry):
+                return 0
+            try:
+                self.limits.check(entry.author, entry.subreddit)
+                request = self.service.parse(command)
+            except UserError as error:
+                await self._refuse(item.fullname, entry, str(error))
+                return 1
+            await self._submit(item.fullname, entry, request)
+            return 1
+
+    async def _submit(self, fullname: str, entry: Entry, request: GenerationRequest) -> None:
+        try:
+            record = await self.service.submit(
+                request, owner=owner_of(entry.author), platform=PLATFORM, reply_to={"fullname": fullname}
+            )
+        except UserError as error:  # the queue is full
+            await self._refuse(fullname, entry, str(error))
+            return
+        self.limits.note(entry.author, entry.subreddit)
+        await self.ledger.put(fullname, entry.to(State.QUEUED, job_id=record.id))
+
+    async def _refuse(self, fullname: str, entry: Entry, message: str) -> None:
+        if self.config.reply_to_refusals and self.limits.may_refuse(entry.author):
+            log.info("refusing %s: %s", fullname, message)
+            await self.ledger.put(fullname, entry.to(State.REFUSED, text=message))
+            self._spawn(f"item:{fullname}", self._deliver_refusal(fullname))
+        else:
+            log.info("refusing %s without a word: %s", fullname, message)
+            await self.ledger.put(fullname, entry.to(State.IGNORED, reason=f"refused: {message}"))
+
+    async def _mark_read(self, comments: list[Comment | Message]) -> None:
+        """Clear handled mentions from the unread inbox; if this fails, the ledger still knows them."""
+        if not comments:
+            return
+        try:
+            await self.reddit.inbox.mark_read(comments)
+        except Exception as error:
+            self._after_failure("marking mentions read", error, 1)
+
+    # -- delivery ---------------------------------------------------------------------------------
+
+    def on_event(self, job_id: str, event: Progress) -> None:
+        """The job service's handler for Reddit jobs: a job that ended is answered."""
+        if not self._closed and isinstance(event, TERMINAL):
+            self._spawn(f"job:{job_id}", self._deliver_job(job_id))
+
+    async def _deliver_job(self, job_id: str) -> None:
+        record = await self.service.store.get(job_id)
+        if record is None or record.status not in FINISHED:
+            return
+        fullname = str(record.reply_to.get("fullname", ""))
+        if not fullname.startswith("t1_"):
+            log.warning("job %s has no Reddit comment to answer (reply_to %s)", job_id, record.reply_to)
+            with contextlib.suppress(InvalidTransition):
+                await self.service.store.transition(
+                    job_id, JobStatus.UNDELIVERABLE, error="no comment to answer"
+                )
+            return
+        async with self.ledger.holding(fullname):
+            entry = await self.ledger.get(fullname)
+            if entry is None:  # cannot happen: items are recorded before their job is submitted
+                log.warning("job %s answers %s, which the ledger does not know", job_id, fullname)
+                entry = Entry(State.QUEUED, record.owner, "", "", record.created_at, job_id=job_id)
+            if entry.state not in (State.REPLIED, State.UNDELIVERABLE):
+                entry, text = await self._answer(fullname, entry, record)
+                entry = await self.replier.send(fullname, entry, text)
+            await self._mark_job(record, entry)
+
+    async def _answer(self, fullname: str, entry: Entry, record: JobRecord) -> tuple[Entry, str]:
+        """The reply for a finished job (after its image post, if one is wanted)."""
+        request = record.job.request
+        result = record.result
+        if record.status is not JobStatus.DONE or result is None:
+            why = (
+                "that request was cancelled before it finished"
+                if record.status is JobStatus.CANCELLED
+                else f"sorry, that did not work: {record.error or 'the job failed'}"
+            )
+            return entry, message_reply(why, username=self.username)
+        if self.poster.wanted(result):
+            entry = await self.poster.post(fullname, entry, result, request.prompt)
+        return entry, result_reply(
+            request,
+            page_url=page_url(self.public_url, record.id),
+            command=self.service.command_line(request),
+            username=self.username,
+            post_url=entry.post_id,
+        )
+
+    async def _mark_job(self, record: JobRecord, entry: Entry) -> None:
+        with contextlib.suppress(InvalidTransition):  # already marked (a restart, a second event)
+            if entry.state is State.REPLIED:
+                await self.service.store.transition(
+                    record.id, JobStatus.DELIVERED, delivery_ref=entry.reply_id
+                )
+            elif entry.state is State.UNDELIVERABLE:
+                await self.service.store.transition(record.id, JobStatus.UNDELIVERABLE, error=entry.reason)
+
+    async def _deliver_refusal(self, fullname: str) -> None:
+        async with self.ledger.holding(fullname):
+            entry = await self.ledger.get(fullname)
+            if entry is not None and entry.state is State.REFUSED:
+                await self.replier.send(
+                    fullname, entry, message_reply(entry.text or "", username=self.username)
+                )
+
+    # -- recovery ---------------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """Finish what a previous run left: finished jobs, owed refusals, items without their job."""
+        for record in await self.service.store.undelivered():
+            if record.platform == PLATFORM:
+                self._spawn(f"job:{record.id}", self._deliver_job(record.id))
+        for fullname, entry in (await self.ledger.unfinished()).items():
+            if entry.state is State.REFUSED:
+                self._spawn(f"item:{fullname}", self._deliver_refusal(fullname))
+            elif entry.state is State.ACCEPTED:
+                self._spawn(f"item:{fullname}", self._resubmit(fullname))
+
+    async def _resubmit(self, fullname: str) -> None:
+        """An item recorded but whose job was not (or was, just before the stop): submit it once."""
+        async with self.ledger.holding(fullname):
+            entry = await self.ledger.get(fullname)
+            if entry is None or entry.state is not State.ACCEPTED:
+                return
+            job = await self._job_for(fullname, entry.author)
+            if job is not None:
+                await self.ledger.put(fullname, entry.to(State.QUEUED, job_id=job.id))
+                if job.status in FINISHED:
+                    self._spawn(f"job:{job.id}", self._deliver_job(job.id))
+                return
+            try:
+                request = self.service.parse(entry.command)
+            except UserError as error:
+                await self._refuse(fullname, entry, str(error))
+                return
+            await self._submit(fullname, entry, request)
+
+    async def _job_for(self, fullname: str, author: str) -> JobRecord | None:
+        for record in await self.service.store.jobs_of(owner_of(author)):
+            if record.platform == PLATFORM and record.reply_to.get("fullname") == fullname:
+                return record
+        return None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task unless the same work (``key``) is already running."""
+        if self._closed or key in self._tasks:
+            work.close()
+            return
+        task = asyncio.create_task(work, name=f"reddit-{key}")
+        self._tasks[key] = task
+        task.add_done_callback(lambda done: self._finished(key, done))
+
+    def _finished(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Reddit work %s failed", key, exc_info=task.exception())
+
+    def _after_failure(self, doing: str, error: Exception, failures: int) -> float:
+        """Log a failed call and return how long to wait; 429s and RATELIMITs hold the whole account."""
+        verdict = judge(error, failures, self.config)
+        wait = backoff(failures, self.config)
+        if verdict is None:
+            log.error("%s failed", doing, exc_info=error)
+            return wait
+        if verdict.wait_s is not None:
+            wait = verdict.wait_s
+            if verdict.account:
+                self.throttle.hold(wait)
+        log.warning("%s failed (%s); trying again in %.1f s", doing, verdict.reason, wait)
+        return wait

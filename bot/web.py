@@ -1,0 +1,228 @@
+"""The bot's web server: a shareable page per result, the raw files, and a health check.
+
+Reddit comments cannot carry images, so replies link here. Nothing on disk is reachable except the files
+recorded for a finished job, looked up by its unguessable id; the URL never names a path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.jobs import JobService
+from bot.settings import Settings
+from bot.store import JobRecord, Store
+from generators.config import LimitsConfig
+from generators.grammar import format_request
+from generators.requests import GenerationRequest, GenerationResult
+
+log = logging.getLogger(__name__)
+
+STORE = web.AppKey("store", Store)
+RESULTS = web.AppKey("results", Path)
+PUBLIC_URL = web.AppKey("public_url", str)
+LIMITS = web.AppKey("limits", LimitsConfig)
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_TITLE_CHARS = 90  # what link previews show of a title
+_FILE_CACHE = "public, max-age=31536000, immutable"  # a job's files never change once written
+_PAGE_CACHE = "public, max-age=3600"
+# The page needs nothing but its own files and inline style; a prompt that slipped past escaping could
+# still not run a script.
+_PAGE_POLICY = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
+
+#: Adds routes or state to the app (e.g. ``/metrics``); called before the catch-all result routes.
+AppSetup = Callable[[web.Application], None]
+
+
+def create_app(
+    store: Store,
+    *,
+    results_dir: Path,
+    public_url: str,
+    limits: LimitsConfig,
+    setup: Iterable[AppSetup] = (),
+) -> web.Application:
+    """The aiohttp application; run it with ``web.AppRunner``.
+
+    ``setup`` functions add their routes first: ``/{job_id}`` would otherwise take every one-segment path.
+    """
+    app = web.Application()
+    app[STORE] = store
+    app[RESULTS] = results_dir.resolve()
+    app[PUBLIC_URL] = public_url.rstrip("/")
+    app[LIMITS] = limits
+    app.router.add_get("/healthz", healthz)
+    for add in setup:
+        add(app)
+    app.router.add_get("/{job_id}", page)
+    app.router.add_get("/{job_id}/{name}", media)
+    return app
+
+
+@dataclass(frozen=True, slots=True)
+class WebServer:
+    """A running server: where it listens (the port is the bound one when the config says 0)."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The server's own base URL (not ``web.public_url``, which may be a proxy in front of it)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, service: JobService, *, setup: Iterable[AppSetup] = ()
+) -> AsyncIterator[WebServer]:
+    """Serve result pages on ``web.host``:``web.port`` until the block ends."""
+    app = create_app(
+        service.store,
+        results_dir=settings.worker.results_dir,
+        public_url=settings.web.public_url,
+        limits=service.limits,
+        setup=setup,
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.web.host, settings.web.port).start()
+        host, port = runner.addresses[0][:2]
+        server = WebServer(host, port)
+        log.info("web server on %s; links say %s", server.url, settings.web.public_url)
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+def page_url(public_url: str, job_id: str) -> str:
+    """Where a job's page is."""
+    return f"{public_url.rstrip('/')}/{job_id}"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the server answers and the store can be read."""
+    stats = await request.app[STORE].stats()
+    return web.json_response({"ok": True, "jobs": stats}, content_type="application/json")
+
+
+async def _finished(request: web.Request) -> tuple[JobRecord, GenerationResult]:
+    job_id = request.match_info["job_id"]
+    if not _JOB_ID.match(job_id):
+        raise web.HTTPNotFound(text="no such result")
+    record = await request.app[STORE].get(job_id)
+    if record is None or record.result is None:
+        raise web.HTTPNotFound(text="no such result")
+    return record, record.result
+
+
+async def media(request: web.Request) -> web.FileResponse:
+    """A result's raw file, with its content type and long-lived cache headers."""
+    _, result = await _finished(request)
+    name = request.match_info["name"]
+    # Only a file the job recorded, by its bare name: the URL never becomes a path.
+    for file in result.files:
+        path = file.path.resolve()
+        if file.path.name == name and path.is_relative_to(request.app[RESULTS]) and path.is_file():
+            headers = {
+                "Content-Type": file.mime,
+                "Cache-Control": _FILE_CACHE,
+                "X-Content-Type-Options": "nosniff",
+            }
+            return web.FileResponse(path, headers=headers)
+    raise web.HTTPNotFound(text="no such file")
+
+
+async def page(request: web.Request) -> web.Response:
+    """A small HTML page with the result, its prompt and seed, and the command that reproduces it."""
+    record, result = await _finished(request)
+    base = request.app[PUBLIC_URL]
+    body = render_page(
+        record.job.request,
+        result,
+        page_url=page_url(base, record.id),
+        file_url=file_url(base, result),
+        command=format_request(record.job.request, request.app[LIMITS]),
+    )
+    headers = {
+        "Cache-Control": _PAGE_CACHE,
+        "Content-Security-Policy": _PAGE_POLICY,
+        "X-Content-Type-Options": "nosniff",
+    }
+    return web.Response(text=body, content_type="text/html", charset="utf-8", headers=headers)
+
+
+def file_url(public_url: str, result: GenerationResult) -> str:
+    """Where a result's primary file (the grid or clip) is."""
+    return f"{page_url(public_url, result.job_id)}/{result.primary.path.name}"
+
+
+def render_page(
+    request: GenerationRequest, result: GenerationResult, *, page_url: str, file_url: str, command: str
+) -> str:
+    """The page's HTML (pure: easy to test and to look at)."""
+    e = html.escape
+    mime = result.primary.mime
+    title = (
+        request.prompt if len(request.prompt) <= _TITLE_CHARS else request.prompt[: _TITLE_CHARS - 1] + "…"
+    )
+    size = f"{result.width}×{result.height}"
+    if request.n > 1:
+        size = f"{request.n} images of {size}"
+    description = f"seed {request.seed} · {size} · made with memebot"
+    if mime.startswith("video/"):
+        shown = f'<video src="{e(file_url)}" autoplay loop muted playsinline controls></video>'
+        preview = [("og:video", file_url), ("og:video:type", mime)]
+    else:
+        shown = f'<img src="{e(file_url)}" alt="{e(request.prompt)}">'
+        preview = [("og:image", file_url), ("og:image:type", mime), ("twitter:image", file_url)]
+    tags = [
+        ("og:type", "website"),
+        ("og:title", title),
+        ("og:description", description),
+        ("og:url", page_url),
+        *preview,
+        ("twitter:card", "summary_large_image"),
+        ("twitter:title", title),
+        ("twitter:description", description),
+    ]
+    meta = "\n".join(
+        f'<meta {"name" if key.startswith("twitter:") else "property"}="{key}" content="{e(value)}">'
+        for key, value in tags
+    )
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)} · memebot</title>
+{meta}
+<style>
+body {{ font-family: system-ui, sans-serif; background: #111; color: #eee; margin: 0; padding: 1rem; }}
+main {{ max-width: 960px; margin: auto; }}
+img, video {{ max-width: 100%; height: auto; display: block; margin: 1rem auto; border-radius: 6px; }}
+code {{ background: #222; padding: .2rem .4rem; border-radius: 4px; word-break: break-word; }}
+a {{ color: #8cf; }}
+</style>
+</head>
+<body>
+<main>
+<h1>{e(title)}</h1>
+{shown}
+<p>Seed <strong>{e(str(request.seed))}</strong> · {size}</p>
+<p>Reproduce: <code>{e(command)}</code></p>
+<p><a href="{e(file_url)}" download>Download</a></p>
+</main>
+</body>
+</html>
+"""

@@ -1,0 +1,184 @@
+"""The web server: a result's page and file, and nothing else on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yarl
+from aiohttp import web as aioweb
+
+from bot import web
+from bot.jobs import JobService
+from bot.settings import Settings, WebConfig
+from bot.store import JobRecord, JobStatus
+from generators.config import WorkerConfig
+from generators.pipelines import DiffusersBackend
+from generators.requests import Finished, GenerationRequest, GenerationResult, MediaFile
+from tests.bot.reddit.world import free_port
+from tests.helpers import open_service
+
+
+@dataclass
+class Site:
+    service: JobService
+    server: web.WebServer
+    job: JobRecord
+    result: GenerationResult
+
+    @property
+    def page(self) -> str:
+        return f"{self.server.url}/{self.job.id}"
+
+    @property
+    def file(self) -> str:
+        return f"{self.page}/{self.result.primary.path.name}"
+
+
+async def finished_job(service: JobService, text: str) -> tuple[JobRecord, GenerationResult]:
+    record = await service.submit(service.parse(text), owner="cli", platform="cli", reply_to={})
+    async for event in service.watch(record.id):
+        if isinstance(event, Finished):
+            return record, event.result
+    raise AssertionError("the job did not finish")
+
+
+@contextlib.asynccontextmanager
+async def site(
+    backend: DiffusersBackend, tmp_path: Path, *, setup: tuple[web.AppSetup, ...] = ()
+) -> AsyncIterator[Site]:
+    """A finished job and the web server, whose public URL is its own address."""
+    port = free_port()
+    settings = Settings(
+        worker=WorkerConfig(results_dir=tmp_path / "results"),
+        web=WebConfig(enabled=True, port=port, public_url=f"http://127.0.0.1:{port}/"),
+    )
+    async with open_service(backend, tmp_path / "jobs.db", tmp_path) as service:
+        record, result = await finished_job(service, "a <b>bold</b> hamster --n 4 --seed 5")
+        async with web.running(settings, service, setup=setup) as server:
+            yield Site(service, server, record, result)
+
+
+async def test_the_page_shows_the_result_with_preview_tags(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with site(tiny_backend, tmp_path) as s, aiohttp.ClientSession() as http:
+        async with http.get(s.page) as response:
+            assert response.status == 200
+            assert response.content_type == "text/html"
+            assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+            html = await response.text()
+    tags = dict(re.findall(r'<meta (?:property|name)="([^"]+)" content="([^"]*)">', html))
+    assert tags["og:image"] == tags["twitter:image"] == s.file
+    assert tags["og:url"] == s.page
+    assert tags["og:title"] == "a &lt;b&gt;bold&lt;/b&gt; hamster"  # escaped, never markup
+    assert tags["og:image:type"] == s.result.primary.mime
+    assert tags["og:description"] == "seed 5 · 4 images of 64×64 · made with memebot"
+    assert tags["twitter:card"] == "summary_large_image"
+    assert "<b>" not in html
+    assert "Seed <strong>5</strong>" in html
+    assert "<code>a &lt;b&gt;bold&lt;/b&gt; hamster --seed 5 --n 4</code>" in html
+
+
+async def test_the_file_has_its_type_and_cache_headers(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with site(tiny_backend, tmp_path) as s, aiohttp.ClientSession() as http:
+        async with http.get(s.file) as response:
+            assert response.status == 200
+            assert response.content_type == s.result.primary.mime
+            assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            assert await response.read() == s.result.primary.path.read_bytes()
+
+
+async def test_unknown_ids_and_path_tricks_are_404(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
+    secret = tmp_path / "results" / "secret.txt"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("not for the web")
+    async with site(tiny_backend, tmp_path) as s, aiohttp.ClientSession() as http:
+        queued = await s.service.submit(s.service.parse("later"), owner="cli", platform="cli", reply_to={})
+        name = s.result.primary.path.name
+        paths = [
+            "/AAAAAAAAAAAAAAAA",  # well formed, unknown
+            f"/{s.job.id}x",
+            f"/{queued.id}",  # not finished: no page yet
+            f"/{s.job.id}/nope.png",
+            f"/{s.job.id}/secret.txt",
+            f"/{s.job.id}/..%2Fsecret.txt",
+            f"/{s.job.id}/..%2Fjobs.db",  # results/../jobs.db is the store
+            f"/{s.job.id}/%2e%2e%2f%2e%2e%2fjobs.db",
+            f"/..%2F..%2Fjobs.db/{name}",
+            f"/{s.job.id}/../../jobs.db",
+            f"/{s.job.id}/{name}/..%2F..%2F..%2Fjobs.db",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/",
+        ]
+        for path in paths:
+            url = yarl.URL(s.server.url + path, encoded=True)  # sent exactly as written
+            async with http.get(url) as response:
+                assert response.status == 404, path
+                body = await response.read()
+                assert b"not for the web" not in body and b"SQLite format" not in body
+
+
+async def test_a_file_outside_the_results_folder_is_never_served(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    """Even a job whose stored result names a file elsewhere (a tampered or moved store)."""
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"\x89PNG not for the web")
+    async with site(tiny_backend, tmp_path) as s, aiohttp.ClientSession() as http:
+        record = await s.service.submit(s.service.parse("moved"), owner="cli", platform="cli", reply_to={})
+        result = GenerationResult(record.id, (MediaFile(outside, "image/png", 20),), (1,), 64, 64, 0.1)
+        await s.service.store.transition(record.id, JobStatus.RUNNING)
+        await s.service.store.transition(record.id, JobStatus.DONE, result=result)
+        async with http.get(f"{s.server.url}/{record.id}/outside.png") as response:
+            assert response.status == 404
+
+
+async def test_healthz_and_extra_routes_come_before_the_result_routes(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async def extra(request: aioweb.Request) -> aioweb.Response:
+        return aioweb.Response(text="extra")
+
+    def add_extra(app: aioweb.Application) -> None:
+        app.router.add_get("/metrics", extra)
+
+    async with site(tiny_backend, tmp_path, setup=(add_extra,)) as s, aiohttp.ClientSession() as http:
+        async with http.get(f"{s.server.url}/metrics") as response:
+            assert (response.status, await response.text()) == (200, "extra")
+        async with http.get(f"{s.server.url}/healthz") as response:
+            assert response.status == 200
+            assert await response.json() == {"ok": True, "jobs": {"done": 1}}
+
+
+async def test_port_zero_binds_a_free_port(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
+    settings = Settings(web=WebConfig(enabled=True, port=0))
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
+        async with web.running(settings, service) as server, aiohttp.ClientSession() as http:
+            assert server.port != 0
+            async with http.get(f"{server.url}/healthz") as response:
+                assert response.status == 200
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as http, http.get(f"{server.url}/healthz"):
+                pass  # stopped with the block
+
+
+def test_a_clip_page_shows_a_video() -> None:
+    result = GenerationResult("job", (MediaFile(Path("clip.mp4"), "video/mp4", 10),), (3,), 64, 64, 0.1)
+    html = web.render_page(
+        GenerationRequest("a dancing cat", seed=3),
+        result,
+        page_url="https://x.example/job",
+        file_url="https://x.example/job/clip.mp4",
+        command="a dancing cat --seed 3 --video",
+    )
+    assert '<video src="https://x.example/job/clip.mp4"' in html
+    assert '<meta property="og:video:type" content="video/mp4">' in html
+    assert "og:image" not in html
