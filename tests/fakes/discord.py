@@ -787,8 +787,12 @@ class FakeDiscord:
         return max(self.gateway.heartbeat_gaps(), default=0.0)
 
     def late_heartbeats(self, slack: float | None = None) -> list[float]:
-        """Gaps longer than the interval plus ``slack`` (default: half the interval, at least 0.25 s)."""
-        slack = max(0.25, self.heartbeat_interval / 2) if slack is None else slack
+        """Gaps longer than the interval plus ``slack`` (default: a whole interval, so a missed beat).
+
+        The fake shares the bot's event loop and validates every request against the spec there, so a
+        burst of requests delays beats by the fake's own work; a missed beat means the bot blocked it.
+        """
+        slack = self.heartbeat_interval if slack is None else slack
         return [g for g in self.gateway.heartbeat_gaps() if g > self.heartbeat_interval + slack]
 
     async def close_gateway(
