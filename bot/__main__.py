@@ -1,7 +1,8 @@
 """The composition root and command line: every client is built here and handed down.
 
-``memebot imagine``, ``memebot run`` and ``memebot check-config``; errors a user causes print one line
-(no traceback) and exit with 2 (bad input or config) or 1 (the model or the job failed).
+``memebot imagine``, ``memebot run``, ``memebot worker`` and ``memebot check-config``; errors a user
+causes print one line (no traceback) and exit with 2 (bad input or config) or 1 (the model, the queue or
+the job failed).
 """
 
 from __future__ import annotations
@@ -11,21 +12,31 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import cast
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from bot.jobs import JobService
+from bot.logs import configure_logging
 from bot.progress import ProgressLine
-from bot.settings import ConfigError, Settings
+from bot.remote import RemoteWorker, instance_name
+from bot.settings import ConfigError, QueueConfig, Settings
 from bot.store import Store
 from generators.errors import ModelLoadError, UserError
-from generators.pipelines import load_backend
+from generators.pipelines import describe_model, load_backend
 from generators.queue import InProcessQueue
 from generators.requests import Failed, Finished, GenerationResult
+from generators.streams.keys import Keys
+from generators.streams.queue import RedisQueue
+from generators.streams.relay import Relay, heartbeat_interval
 from generators.worker import GenerationWorker
 
 log = logging.getLogger("memebot")
@@ -34,9 +45,14 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+def open_core(settings: Settings) -> contextlib.AbstractAsyncContextManager[JobService]:
+    """The job service and what it runs on, per ``queue.backend``: opened in order, closed in reverse."""
+    return _remote_core(settings) if settings.queue.backend == "redis" else _local_core(settings)
+
+
 @contextlib.asynccontextmanager
-async def open_core(settings: Settings) -> AsyncIterator[JobService]:
-    """Store, model, queue, worker and job service, opened in order and closed in reverse."""
+async def _local_core(settings: Settings) -> AsyncIterator[JobService]:
+    """Model, in-process queue, worker, store and job service."""
     backend = await asyncio.to_thread(load_backend, settings.model)
     queue = InProcessQueue(per_user=settings.worker.per_user_queue, total=settings.worker.global_queue)
     worker = GenerationWorker(
@@ -46,6 +62,33 @@ async def open_core(settings: Settings) -> AsyncIterator[JobService]:
         service = JobService(store, worker, settings.limits, settings.render.budget_bytes)
         async with service, worker:
             yield service
+
+
+@contextlib.asynccontextmanager
+async def _remote_core(settings: Settings) -> AsyncIterator[JobService]:
+    """Store, Redis and job service: ``memebot worker`` processes run the model."""
+    async with Store.open(settings.store.path) as store, open_redis(settings.queue) as client:
+        remote = RemoteWorker(
+            client,
+            Keys(settings.queue.prefix),
+            instance=await instance_name(store),
+            model=describe_model(settings.model),
+            results_dir=settings.worker.results_dir,
+            per_user=settings.worker.per_user_queue,
+            total=settings.worker.global_queue,
+        )
+        async with remote:
+            service = JobService(store, remote, settings.limits, settings.render.budget_bytes)
+            async with service:
+                yield service
+
+
+@contextlib.asynccontextmanager
+async def open_redis(config: QueueConfig) -> AsyncIterator[Redis]:
+    """A client for ``queue.redis_url``, checked with a PING so a wrong URL fails at start."""
+    async with Redis.from_url(config.redis_url) as client:
+        await client.ping()
+        yield client
 
 
 async def imagine(settings: Settings, text: str, output: Path | None, quiet: bool) -> int:
@@ -96,10 +139,7 @@ def enabled_adapters(settings: Settings) -> dict[str, Adapter]:
 
 async def run(settings: Settings) -> int:
     """Start the worker and whatever the config enables, until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     async with open_core(settings) as service, contextlib.AsyncExitStack() as stack:
         adapters = enabled_adapters(settings)
         for running in adapters.values():
@@ -115,6 +155,47 @@ async def run(settings: Settings) -> int:
         await stop.wait()
         log.info("shutting down: finishing the running job")
     return 0
+
+
+async def work(settings: Settings, name: str | None) -> int:
+    """Run the configured model as a GPU worker: take jobs from Redis until SIGINT or SIGTERM."""
+    if settings.queue.backend != "redis":
+        print("config error: memebot worker needs queue.backend: redis", file=sys.stderr)
+        return EXIT_USAGE
+    stop = _stop_on_signals()
+    config = settings.queue
+    keys = Keys(config.prefix)
+    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    backend = await asyncio.to_thread(load_backend, settings.model)
+    async with open_redis(config) as client:
+        queue = RedisQueue(
+            client, keys, name=name, claim_idle_s=config.claim_idle_s, max_deliveries=config.max_deliveries
+        )
+        worker = GenerationWorker(
+            backend, queue, config=settings.worker, limits=settings.limits, render=settings.render
+        )
+        relay = Relay(
+            client,
+            keys,
+            queue,
+            worker,
+            result_ttl_s=config.result_ttl_s,
+            heartbeat_s=heartbeat_interval(config.claim_idle_s),
+        )
+        async with queue, relay, worker:
+            log.info("worker %s ready: model %s on %s", name, backend.info.name, backend.info.device)
+            await stop.wait()
+            log.info("stopping: finishing the running batch")
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def check_config(settings: Settings, path: Path | None) -> int:
@@ -135,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     imagine_cmd.add_argument("-o", "--output", type=Path, default=None, help="where to save the result")
     imagine_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     commands.add_parser("run", help="run the bot with what the config enables")
+    worker_cmd = commands.add_parser("worker", help="run the model for bots on Redis (queue.backend: redis)")
+    worker_cmd.add_argument("--name", default=None, help="this worker's name (default: host-pid)")
     commands.add_parser("check-config", help="validate the config file and exit")
     for sub in commands.choices.values():
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -149,15 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings.logging.level if args.command == "run" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    configure_logging(
+        settings, settings.logging.level if args.command in ("run", "worker") else logging.WARNING
     )
     try:
         if args.command == "check-config":
             return check_config(settings, args.config)
         if args.command == "imagine":
             return asyncio.run(imagine(settings, args.prompt, args.output, args.quiet))
+        if args.command == "worker":
+            return asyncio.run(work(settings, args.name))
         return asyncio.run(run(settings))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -167,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ModelLoadError as error:
         print(f"model error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except RedisError as error:
+        print(f"queue error: cannot use Redis ({error})", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130

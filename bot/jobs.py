@@ -15,10 +15,12 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from bot.runners import LocalRunner, Runner
 from bot.store import InvalidTransition, JobRecord, JobStatus, Store
 from generators.config import LimitsConfig
-from generators.errors import BadRequest, Forbidden, NotFound
+from generators.errors import BadRequest, Forbidden, NotFound, QueueFull
 from generators.grammar import format_request, parse
+from generators.logs import job_context
 from generators.pipelines.backend import ModelInfo
 from generators.requests import (
     TERMINAL,
@@ -76,17 +78,23 @@ PlatformHandler = Callable[[str, Progress], None]
 
 
 class JobService:
-    """Submits jobs through the store to the worker, and writes back what the worker reports."""
+    """Submits jobs through the store to the worker, and writes back what the worker reports.
+
+    ``worker`` is the GenerationWorker in this process, or a runner for workers elsewhere
+    (``bot.remote.RemoteWorker`` with ``queue.backend: redis``).
+    """
 
     def __init__(
-        self, store: Store, worker: GenerationWorker, limits: LimitsConfig, budget_bytes: int
+        self, store: Store, worker: GenerationWorker | Runner, limits: LimitsConfig, budget_bytes: int
     ) -> None:
         self.store = store
         self.worker = worker
-        self.limits = effective_limits(limits, worker.backend.info)
+        self.runner: Runner = LocalRunner(worker) if isinstance(worker, GenerationWorker) else worker
+        self.limits = effective_limits(limits, self.runner.model)
         self.budget_bytes = budget_bytes
         self._watchers: defaultdict[str, list[asyncio.Queue[Progress]]] = defaultdict(list)
         self._handlers: dict[str, PlatformHandler] = {}
+        self._observers: list[PlatformHandler] = []
         self._platforms: dict[str, str] = {}  # job id → platform, for jobs this process queued
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -94,14 +102,14 @@ class JobService:
     @property
     def model(self) -> ModelInfo:
         """The loaded model."""
-        return self.worker.backend.info
+        return self.runner.model
 
     async def __aenter__(self) -> JobService:
         self._task = asyncio.create_task(self._record_events(), name="memebot-job-events")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.worker.events.join()
+        await self.runner.events.join()
         if self._task is not None:
             self._task.cancel()
 
@@ -144,11 +152,18 @@ class JobService:
             request = dataclasses.replace(request, seed=secrets.randbelow(2**32))
         job = Job(new_job_id(), owner, request, budget_bytes or self.budget_bytes)
         async with self._lock:  # the cap check and the put must see the same queue
-            self.worker.queue.check_room(owner)
+            self.runner.queue.check_room(owner)
             record = await self.store.add(job, platform=platform, reply_to=reply_to)
-            self.worker.submit(job)
-            self._platforms[job.id] = platform
-        log.info("job %s queued for %s: %s", job.id, owner, self.command_line(request))
+            self._platforms[job.id] = platform  # before queueing: a remote worker may start it at once
+            try:
+                await self.runner.submit(job)
+            except QueueFull:
+                # Another bot process took the last place since the check above.
+                self._platforms.pop(job.id, None)
+                await self.store.forget(job.id)
+                raise
+        with job_context(job.id):
+            log.info("job %s queued for %s: %s", job.id, owner, self.command_line(request))
         return record
 
     def subscribe(self, platform: str, handler: PlatformHandler) -> None:
@@ -158,6 +173,10 @@ class JobService:
         ``store.undelivered()``.
         """
         self._handlers[platform] = handler
+
+    def observe(self, handler: PlatformHandler) -> None:
+        """Send every later event of every job to ``handler`` (metrics), after the store has it."""
+        self._observers.append(handler)
 
     def watch(self, job_id: str) -> Watch:
         """Follow a job's progress from now on (register before awaiting anything else)."""
@@ -170,32 +189,54 @@ class JobService:
             raise NotFound(f"there is no job {job_id}")
         if by is not None and record.job.owner != by:
             raise Forbidden("only the person who asked for this job can cancel it")
-        if not self.worker.cancel(job_id):
+        if not await self.runner.cancel(job_id):
             raise BadRequest(f"job {job_id} is already {record.status.value}")
         return record
 
     async def recover(self) -> list[JobRecord]:
-        """On start: queue again the jobs a previous run left queued or running, oldest first."""
-        records = await self.store.requeue_unfinished()
+        """On start: follow the jobs a previous run left queued or running, oldest first.
+
+        Jobs the queue still holds (Redis) are followed where they are; the others are queued again.
+        """
+        records = await self.store.unfinished()
         for record in records:
             self._platforms[record.id] = record.platform
-            self.worker.submit(record.job, force=True)
-        if records:
-            log.info("requeued %d unfinished jobs", len(records))
+        lost = [record for record in records if not await self.runner.holds(record.id)]
+        # A lost job may have finished while this process was away: its events come first.
+        await self.runner.sync()
+        requeued = 0
+        for record in lost:
+            current = await self.store.get(record.id)
+            if current is None or current.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+                continue
+            if current.status is JobStatus.RUNNING:
+                await self.store.transition(record.id, JobStatus.QUEUED)
+            await self.runner.submit(current.job, force=True)
+            requeued += 1
+        if requeued:
+            log.info("requeued %d unfinished jobs", requeued)
+        if len(records) > len(lost):
+            log.info("following %d jobs the queue still holds", len(records) - len(lost))
         return records
 
     # -- events from the worker -----------------------------------------------------------------
 
     async def _record_events(self) -> None:
+        events = self.runner.events
         while True:
-            job_id, event = await self.worker.events.get()
-            try:
-                await self._record(job_id, event)
-            except Exception:
-                log.exception("could not record %s for job %s", type(event).__name__, job_id)
-            finally:
-                self._tell(job_id, event)
-                self.worker.events.task_done()
+            job_id, event = await events.get()
+            with job_context(job_id):
+                recorded = True
+                try:
+                    recorded = await self._record(job_id, event)
+                except Exception:
+                    log.exception("could not record %s for job %s", type(event).__name__, job_id)
+                finally:
+                    # A second end (a job two workers finished, an event read again after a restart)
+                    # was refused by the store: telling it would deliver twice.
+                    if recorded or not isinstance(event, TERMINAL):
+                        self._tell(job_id, event)
+                    events.task_done()
 
     def _tell(self, job_id: str, event: Progress) -> None:
         for queue in list(self._watchers.get(job_id, ())):
@@ -206,11 +247,17 @@ class JobService:
                 handler(job_id, event)
             except Exception:
                 log.exception("the %s handler failed on job %s", self._platforms[job_id], job_id)
+        for observer in self._observers:
+            try:
+                observer(job_id, event)
+            except Exception:
+                log.exception("an observer failed on job %s", job_id)
         if isinstance(event, TERMINAL):
             self._watchers.pop(job_id, None)
             self._platforms.pop(job_id, None)
 
-    async def _record(self, job_id: str, event: Progress) -> None:
+    async def _record(self, job_id: str, event: Progress) -> bool:
+        """Write the state change ``event`` means; False if the lifecycle refused it."""
         try:
             if isinstance(event, Started):
                 await self.store.transition(job_id, JobStatus.RUNNING)
@@ -222,3 +269,5 @@ class JobService:
                 await self.store.transition(job_id, JobStatus.CANCELLED)
         except InvalidTransition as error:
             log.warning("job %s: %s", job_id, error)
+            return False
+        return True

@@ -95,7 +95,11 @@ class DiscordConfig(Section):
 class LoggingConfig(Section):
     """How the bot logs."""
 
+    # "json" is also a (deprecated) BaseModel method, so the field takes another name in Python.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = Field(False, alias="json", description="One JSON object per line (log shippers).")
 
 
 class Secrets(BaseModel):

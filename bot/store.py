@@ -162,6 +162,11 @@ class Store:
         await self._db.commit()
         return record
 
+    async def forget(self, job_id: str) -> None:
+        """Delete a QUEUED job the queue refused after it was written (another bot took the last place)."""
+        await self._db.execute("DELETE FROM jobs WHERE id = ? AND status = ?", (job_id, S.QUEUED))
+        await self._db.commit()
+
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
         rows = await self._select("WHERE id = ?", (job_id,))

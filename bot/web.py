@@ -1,4 +1,4 @@
-"""The bot's web server: a shareable page per result, the raw files, and a health check.
+"""The bot's web server: a shareable page per result, the raw files, a health check and metrics.
 
 Reddit comments cannot carry images, so replies link here. Nothing on disk is reachable except the files
 recorded for a finished job, looked up by its unguessable id; the URL never names a path.
@@ -7,6 +7,7 @@ recorded for a finished job, looked up by its unguessable id; the URL never name
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import logging
 import re
@@ -17,6 +18,8 @@ from pathlib import Path
 from aiohttp import web
 
 from bot.jobs import JobService
+from bot.metrics import Metrics
+from bot.metrics import add_routes as add_metrics
 from bot.settings import Settings
 from bot.store import JobRecord, Store
 from generators.config import LimitsConfig
@@ -85,13 +88,14 @@ class WebServer:
 async def running(
     settings: Settings, service: JobService, *, setup: Iterable[AppSetup] = ()
 ) -> AsyncIterator[WebServer]:
-    """Serve result pages on ``web.host``:``web.port`` until the block ends."""
+    """Serve result pages, ``/healthz`` and ``/metrics`` on ``web.host``:``web.port`` until the block ends."""
+    metrics = Metrics.following(service)
     app = create_app(
         service.store,
         results_dir=settings.worker.results_dir,
         public_url=settings.web.public_url,
         limits=service.limits,
-        setup=setup,
+        setup=(functools.partial(add_metrics, metrics=metrics), *setup),
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -20,6 +20,16 @@ BatchKey = Callable[[Job], Hashable]
 JobSize = Callable[[Job], int]
 
 
+def user_queue_full(per_user: int) -> QueueFull:
+    """The refusal when one owner already has ``per_user`` jobs waiting."""
+    return QueueFull(f"you already have {per_user} jobs waiting; wait for one to finish or cancel one")
+
+
+def queue_full(total: int) -> QueueFull:
+    """The refusal when ``total`` jobs wait in all."""
+    return QueueFull(f"the queue is full ({total} jobs); try again in a minute")
+
+
 class JobQueue(Protocol):
     """Where jobs wait for the worker."""
 
@@ -62,11 +72,9 @@ class InProcessQueue:
     def check_room(self, owner: str) -> None:
         """Raise QueueFull if ``owner`` or the whole queue is at its cap."""
         if len(self._owners.get(owner, ())) >= self.per_user:
-            raise QueueFull(
-                f"you already have {self.per_user} jobs waiting; wait for one to finish or cancel one"
-            )
+            raise user_queue_full(self.per_user)
         if len(self) >= self.total:
-            raise QueueFull(f"the queue is full ({self.total} jobs); try again in a minute")
+            raise queue_full(self.total)
 
     def put(self, job: Job, *, force: bool = False) -> int:
         """Queue ``job`` behind everyone whose turn comes first; return its position."""

@@ -170,6 +170,11 @@ class GenerationWorker:
         """Whether the job is in the pipeline (or being encoded) now."""
         return job_id in self._running
 
+    @property
+    def busy(self) -> int:
+        """How many jobs are in the pipeline (or being encoded) now."""
+        return len(self._running)
+
     # -- planning ---------------------------------------------------------------------------------
 
     def plan(self, job: Job) -> Plan:

@@ -178,7 +178,7 @@ class Generation(commands.Cog):
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
         """/queue."""
         owner = owner_of(interaction.user)
-        order = self.service.worker.queue.order()
+        order = self.service.runner.queue.order()
         lines = [
             f"`{job.id}` {position} ahead · {clip(job.request.prompt, 60)}"
             for position, job in enumerate(order)
@@ -233,7 +233,7 @@ class Generation(commands.Cog):
         lines = [
             f"Model: **{model.name}** ({model.kind.value}, {model.size} px, {model.steps} steps)",
             f"Running on: {model.device}",
-            f"Queue: {len(self.service.worker.queue)} waiting",
+            f"Queue: {len(self.service.runner.queue)} waiting",
             f"Last hour: {len(finished)} jobs finished{speed}",
         ]
         if model.note:

@@ -77,7 +77,7 @@ class Requests:
         self.moderation.check_banned(request, guild)
         self.moderation.check_size(request, guild)
         self.moderation.check_nsfw(request, guild, age_restricted=age_restricted(channel))
-        self.service.worker.queue.check_room(owner_of(user))
+        self.service.runner.queue.check_room(owner_of(user))
         self.limits.take(user.id, guild_id)
         return self.moderation.with_negative_prefix(request)
 

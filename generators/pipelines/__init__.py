@@ -2,6 +2,15 @@
 
 from generators.pipelines import quiet  # noqa: F401  (first: silences the libraries before they load)
 from generators.pipelines.backend import Backend, BatchSpec, DiffusersBackend, ModelInfo, Slot, StepCallback
-from generators.pipelines.loading import load_backend
+from generators.pipelines.loading import describe_model, load_backend
 
-__all__ = ["Backend", "BatchSpec", "DiffusersBackend", "ModelInfo", "Slot", "StepCallback", "load_backend"]
+__all__ = [
+    "Backend",
+    "BatchSpec",
+    "DiffusersBackend",
+    "ModelInfo",
+    "Slot",
+    "StepCallback",
+    "describe_model",
+    "load_backend",
+]

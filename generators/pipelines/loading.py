@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 
 from generators.config import ModelConfig
 from generators.errors import ModelLoadError
-from generators.pipelines.backend import DiffusersBackend, model_info
+from generators.pipelines.backend import DiffusersBackend, ModelInfo, model_info
 from generators.pipelines.device import placement
 from generators.pipelines.presets import GENERIC_IMAGE, GENERIC_VIDEO, PRESETS
 from generators.pipelines.tiny import tiny_autoencoder, write_tiny_image, write_tiny_video
@@ -38,6 +39,18 @@ def load_backend(config: ModelConfig) -> DiffusersBackend:
     info = model_info(config, preset, kind, device, dtype)
     tiny_vae = _load_tiny_vae(config, device, dtype) if config.tiny_vae else None
     return DiffusersBackend(pipe, info, tiny_vae=tiny_vae, fast_decode=config.fast_decode)
+
+
+def describe_model(config: ModelConfig) -> ModelInfo:
+    """What ``config`` will load, without loading it: for a bot whose workers run the model elsewhere.
+
+    A hub id or folder that is not a preset counts as an image model unless ``model.kind`` says video.
+    """
+    preset = PRESETS.get(config.name)
+    kind = Kind(config.kind) if config.kind != "auto" else (preset.kind if preset else Kind.IMAGE)
+    preset = preset or (GENERIC_VIDEO if kind is Kind.VIDEO else GENERIC_IMAGE)
+    info = model_info(config, preset, kind, torch.device("cpu"), torch.float32)
+    return dataclasses.replace(info, device="remote workers", dtype=config.dtype)
 
 
 def _load_builtin(source: str, seed: int, dtype: torch.dtype) -> Any:

@@ -148,10 +148,10 @@ async def test_healthz_and_extra_routes_come_before_the_result_routes(
         return aioweb.Response(text="extra")
 
     def add_extra(app: aioweb.Application) -> None:
-        app.router.add_get("/metrics", extra)
+        app.router.add_get("/extra", extra)
 
     async with site(tiny_backend, tmp_path, setup=(add_extra,)) as s, aiohttp.ClientSession() as http:
-        async with http.get(f"{s.server.url}/metrics") as response:
+        async with http.get(f"{s.server.url}/extra") as response:
             assert (response.status, await response.text()) == (200, "extra")
         async with http.get(f"{s.server.url}/healthz") as response:
             assert response.status == 200

@@ -1,0 +1,122 @@
+"""Prometheus metrics of one bot: queue depth, jobs by outcome, latencies, batch sizes, workers.
+
+They are measured from the job service's events, so they read the same with the in-process worker and
+with Redis workers (where latencies include the trip through Redis). Each bot has its own registry;
+serve it with :func:`add_routes`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from bot.jobs import JobService
+from bot.runners import Runner
+from generators.requests import Cancelled, Failed, Finished, Progress, Started, Step
+
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_STEP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_IMAGES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+
+
+@dataclass(slots=True)
+class _Timing:
+    queued: float
+    started: bool = False
+    last_step: float | None = None
+
+
+class Metrics:
+    """The metrics of the jobs a runner runs; feed it with :meth:`observe`."""
+
+    def __init__(self, runner: Runner, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        depth = Gauge("memebot_queue_depth", "Jobs waiting for a worker.", registry=registry)
+        depth.set_function(lambda: len(runner.queue))
+        workers = Gauge("memebot_workers", "Workers serving this bot (live heartbeats).", registry=registry)
+        workers.set_function(lambda: len(runner.workers))
+        self.jobs = Counter("memebot_jobs", "Jobs that ended, by outcome.", ["outcome"], registry=registry)
+        for outcome in ("done", "failed", "cancelled"):
+            self.jobs.labels(outcome)  # shown as 0 before the first one
+        self.wait = Histogram(
+            "memebot_queue_wait_seconds", "From queued to started.", buckets=_SECONDS, registry=registry
+        )
+        self.latency = Histogram(
+            "memebot_job_seconds", "From queued to done (done jobs).", buckets=_SECONDS, registry=registry
+        )
+        self.step = Histogram(
+            "memebot_step_seconds",
+            "Time per denoising step, per job.",
+            buckets=_STEP_SECONDS,
+            registry=registry,
+        )
+        self.batch = Histogram(
+            "memebot_batch_images",
+            "Images in the pipeline call each job ran in.",
+            buckets=_IMAGES,
+            registry=registry,
+        )
+        self._timings: dict[str, _Timing] = {}
+
+    @classmethod
+    def following(cls, service: JobService) -> Metrics:
+        """Metrics of ``service``'s jobs from now on."""
+        metrics = cls(service.runner)
+        service.observe(metrics.observe)
+        return metrics
+
+    def observe(self, job_id: str, event: Progress) -> None:
+        """Account for one event."""
+        now = self.clock()
+        timing = self._timings.setdefault(job_id, _Timing(queued=now))
+        match event:
+            case Started(batch_size=size):
+                if not timing.started:  # a job taken over by another worker starts twice
+                    self.wait.observe(now - timing.queued)
+                    timing.started = True
+                self.batch.observe(size)
+                timing.last_step = now
+            case Step():
+                if timing.last_step is not None:
+                    self.step.observe(now - timing.last_step)
+                timing.last_step = now
+            case Finished():
+                self.jobs.labels("done").inc()
+                self.latency.observe(now - timing.queued)
+            case Failed():
+                self.jobs.labels("failed").inc()
+            case Cancelled():
+                self.jobs.labels("cancelled").inc()
+        if isinstance(event, Finished | Failed | Cancelled):
+            del self._timings[job_id]
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def add_routes(app: web.Application, metrics: Metrics) -> None:
+    """Serve ``metrics`` at ``/metrics`` (add before any catch-all route such as ``/{job_id}``)."""
+    app[METRICS] = metrics
+    app.router.add_get("/metrics", handle)
+
+
+async def handle(request: web.Request) -> web.Response:
+    """GET /metrics."""
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

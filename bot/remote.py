@@ -1,0 +1,356 @@
+"""The bot's side of the Redis queue (``queue.backend: redis``): GPU workers elsewhere run the jobs.
+
+Submitting appends to the owner's stream through a script that checks both caps, so several bot
+processes share one per-user and one global limit. Each bot reads its jobs' events from its own stream
+through a consumer group and acknowledges them only once the job service has recorded them, so a
+restart carries on where it stopped. Result files are fetched from Redis into the results folder before
+the job service sees the Finished event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import re
+import secrets
+from pathlib import Path
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from bot.store import Store
+from generators.errors import QueueFull
+from generators.pipelines.backend import ModelInfo
+from generators.queue import queue_full, user_queue_full
+from generators.requests import (
+    TERMINAL,
+    Cancelled,
+    Failed,
+    Finished,
+    Job,
+    Kind,
+    MediaFile,
+    Progress,
+    Queued,
+    Started,
+)
+from generators.results import write_result
+from generators.streams.codec import decode
+from generators.streams.heartbeat import WorkerStatus, live_workers
+from generators.streams.keys import BOT_GROUP, GROUP, Keys
+from generators.streams.scripts import Scripts
+from generators.streams.tasks import stop_tasks
+
+log = logging.getLogger(__name__)
+
+#: How long a cancel request waits for a running job's worker (it only needs a step or two).
+CANCEL_FLAG_S = 3600
+#: A restart waits at most this long for the events that arrived while it was away.
+SYNC_TIMEOUT_S = 30.0
+EXPIRED_REASON = "the result expired before this bot could fetch it; please ask again"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+
+
+async def instance_name(store: Store) -> str:
+    """This bot's name on Redis, kept in its store: a restart reads the same events stream."""
+    await store.kv_add("redis", "instance", secrets.token_hex(6))
+    return str(await store.kv_get("redis", "instance"))
+
+
+class QueueSnapshot:
+    """The shared queue as last read: what adapters show, and a quick check before the atomic one."""
+
+    def __init__(self, *, per_user: int, total: int) -> None:
+        self.per_user = per_user
+        self.total = total
+        self._order: list[Job] = []
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def check_room(self, owner: str) -> None:
+        """Raise QueueFull if the last snapshot shows no room (the submit itself checks again)."""
+        if sum(job.owner == owner for job in self._order) >= self.per_user:
+            raise user_queue_full(self.per_user)
+        if len(self._order) >= self.total:
+            raise queue_full(self.total)
+
+    def order(self) -> list[Job]:
+        """Waiting jobs, in the order they will run."""
+        return list(self._order)
+
+    def update(self, order: list[Job]) -> None:
+        """Replace the snapshot."""
+        self._order = order
+
+
+class RemoteWorker:
+    """The job service's runner when workers take jobs from Redis; use as ``async with``."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys,
+        *,
+        instance: str,
+        model: ModelInfo,
+        results_dir: Path,
+        per_user: int,
+        total: int,
+        refresh_s: float = 2.0,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.stream = keys.events(instance)
+        self.results_dir = results_dir
+        self.refresh_s = refresh_s
+        self.scripts = Scripts.on(client)
+        self.events: asyncio.Queue[tuple[str, Progress]] = asyncio.Queue()
+        self._model = model
+        self._queue = QueueSnapshot(per_user=per_user, total=total)
+        self._workers: list[WorkerStatus] = []
+        self._positions: dict[str, int] = {}
+        self._refresh_lock = asyncio.Lock()
+        self._moved = asyncio.Event()
+        self._read_upto = (0, 0)
+        self._read = asyncio.Condition()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._warned_models: set[str] = set()
+
+    @property
+    def queue(self) -> QueueSnapshot:
+        """The shared queue as last read."""
+        return self._queue
+
+    @property
+    def model(self) -> ModelInfo:
+        """The model the workers are configured to run."""
+        return self._model
+
+    @property
+    def workers(self) -> list[WorkerStatus]:
+        """Workers whose heartbeat has not expired, as of the last refresh."""
+        return list(self._workers)
+
+    async def __aenter__(self) -> RemoteWorker:
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists since an earlier start
+            await self.client.xgroup_create(self.stream, BOT_GROUP, id="0", mkstream=True)
+        await self.refresh()
+        self._tasks = [
+            asyncio.create_task(self._read_events(), name="memebot-remote-events"),
+            asyncio.create_task(self._refresh_often(), name="memebot-remote-refresh"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await stop_tasks(self._tasks)
+
+    # -- the runner ---------------------------------------------------------------------------------
+
+    async def submit(self, job: Job, *, force: bool = False) -> int:
+        """Append ``job`` to its owner's stream if both caps allow (``force``: always)."""
+        keys = self.keys
+        try:
+            answer = await self.scripts.enqueue(
+                keys=[
+                    keys.queue(job.owner),
+                    keys.owners,
+                    keys.turn,
+                    keys.waiting,
+                    keys.total,
+                    keys.streams,
+                    keys.job(job.id),
+                ],
+                args=[
+                    job.owner,
+                    job.id,
+                    json.dumps(job.to_dict()),
+                    self.stream,
+                    self._queue.per_user,
+                    self._queue.total,
+                    int(force),
+                    GROUP,
+                    keys.wake,
+                ],
+            )
+        except RedisError as error:
+            log.warning("redis: %s", error, extra={"job_id": job.id})
+            raise QueueFull("the queue cannot be reached right now; try again in a minute") from error
+        if answer == b"user":
+            raise user_queue_full(self._queue.per_user)
+        if answer == b"total":
+            raise queue_full(self._queue.total)
+        await self.refresh()
+        return self._positions.get(job.id, 0)
+
+    async def cancel(self, job_id: str) -> bool:
+        """Remove a waiting job, or flag a running one for its worker."""
+        keys = self.keys
+        answer = await self.scripts.cancel(
+            keys=[
+                keys.job(job_id),
+                keys.waiting,
+                keys.total,
+                keys.owners,
+                keys.streams,
+                keys.cancel(job_id),
+            ],
+            args=[job_id, keys.cancels, CANCEL_FLAG_S],
+        )
+        if answer == b"removed":
+            self.events.put_nowait((job_id, Cancelled()))
+            self._moved.set()
+        return answer in (b"removed", b"running")
+
+    async def holds(self, job_id: str) -> bool:
+        """Whether the job still waits or runs in Redis."""
+        return bool(await self.client.exists(self.keys.job(job_id)))
+
+    async def sync(self) -> None:
+        """Return once the events already in this bot's stream have been recorded."""
+        timeout = SYNC_TIMEOUT_S
+        last = await self.client.xrevrange(self.stream, count=1)
+        if not last:
+            return
+        target = _entry_id(last[0][0])
+        try:
+            async with asyncio.timeout(timeout), self._read:
+                await self._read.wait_for(lambda: self._read_upto >= target)
+        except TimeoutError:
+            log.warning("the events stream was not read up to its end within %.0f s", timeout)
+
+    # -- the queue's state --------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Read the fair order and the live workers; tell this bot's waiting jobs where they are."""
+        async with self._refresh_lock:
+            rows = await self.scripts.peek(
+                keys=[self.keys.owners], args=[self.keys.queue_prefix, 2 * self._queue.total]
+            )
+            order, mine = [], set()
+            for _, _, job_json, reply in rows:
+                job = Job.from_dict(json.loads(job_json))
+                order.append(job)
+                if reply.decode() == self.stream:
+                    mine.add(job.id)
+            self._queue.update(order)
+            self._workers = await live_workers(self.client, self.keys)
+            self._check_models()
+            self._tell_positions(order, mine)
+
+    def _tell_positions(self, order: list[Job], mine: set[str]) -> None:
+        speed = sum(w.images_per_s or 0.0 for w in self._workers)
+        ahead = 0
+        for position, job in enumerate(order):
+            if job.id in mine and self._positions.get(job.id) != position:
+                self._positions[job.id] = position
+                eta = round(ahead / speed, 1) if speed else None
+                self.events.put_nowait((job.id, Queued(position, eta)))
+            ahead += self.model.frames if job.request.kind is Kind.VIDEO else job.request.n
+        for job_id in set(self._positions) - mine:
+            del self._positions[job_id]
+
+    def _check_models(self) -> None:
+        for worker in self._workers:
+            if worker.model != self.model.name and worker.name not in self._warned_models:
+                self._warned_models.add(worker.name)
+                log.warning(
+                    "worker %s runs model %s, but this bot expects %s (model.name)",
+                    worker.name,
+                    worker.model,
+                    self.model.name,
+                )
+
+    async def _refresh_often(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), self.refresh_s)
+            self._moved.clear()
+            try:
+                await self.refresh()
+            except RedisError as error:
+                log.warning("redis: %s; reading the queue again in %.0f s", error, self.refresh_s)
+
+    # -- events -------------------------------------------------------------------------------------
+
+    async def _read_events(self) -> None:
+        backlog = True  # first our own entries read but not acknowledged before a restart
+        while True:
+            try:
+                reply: Any = await self.client.xreadgroup(
+                    BOT_GROUP,
+                    "bot",
+                    {self.stream: "0" if backlog else ">"},
+                    count=100,
+                    block=None if backlog else 1000,
+                )
+            except RedisError as error:
+                log.warning("redis: %s; reading events again in 1 s", error)
+                await asyncio.sleep(1)
+                continue
+            entries = reply[0][1] if reply else []
+            if not entries:
+                backlog = False
+                continue
+            try:
+                await self._take_in(entries)
+            except RedisError as error:  # not acknowledged: read again
+                log.warning("redis: %s; reading events again in 1 s", error)
+                await asyncio.sleep(1)
+
+    async def _take_in(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Hand a batch of events to the service and acknowledge them once it has recorded them all."""
+        fetched: list[str] = []
+        for entry_id, fields in entries:
+            try:
+                job_id, event = decode(fields)
+            except ValueError as error:
+                log.warning("skipping event %s: %s", entry_id.decode(), error)
+                continue
+            if isinstance(event, Finished):
+                names = [f.path.name for f in event.result.files]
+                event = await self._fetch(job_id, event)
+                fetched += [self.keys.result(job_id, name) for name in names]
+            if isinstance(event, (Started, *TERMINAL)):
+                self._moved.set()
+            self.events.put_nowait((job_id, event))
+        await self.events.join()
+        ids = [entry_id for entry_id, _ in entries]
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, BOT_GROUP, *ids)
+            pipe.xdel(self.stream, *ids)
+            if fetched:
+                pipe.delete(*fetched)
+            await pipe.execute()
+        async with self._read:
+            self._read_upto = _entry_id(ids[-1])
+            self._read.notify_all()
+
+    async def _fetch(self, job_id: str, event: Finished) -> Finished | Failed:
+        """Write the result's files from Redis into the results folder; the result then points there."""
+        files = []
+        for file in event.result.files:
+            name = file.path.name
+            if not (_SAFE_NAME.match(job_id) and _SAFE_NAME.match(name)):
+                log.warning("refusing result file %r", name, extra={"job_id": job_id})
+                return Failed(EXPIRED_REASON)
+            data: bytes | None = cast(bytes | None, await self.client.get(self.keys.result(job_id, name)))
+            target = self.results_dir / job_id / name
+            if data is None and not target.is_file():  # a file already there: read before a restart
+                log.warning("result file %s is gone from redis", name, extra={"job_id": job_id})
+                return Failed(EXPIRED_REASON)
+            if data is not None:
+                target = await asyncio.to_thread(write_result, self.results_dir, job_id, name, data)
+            files.append(MediaFile(target, file.mime, file.size))
+        return Finished(dataclasses.replace(event.result, files=tuple(files)))
+
+
+def _entry_id(raw: Any) -> tuple[int, int]:
+    """A stream entry id (``ms-seq``) as a comparable pair."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

@@ -1,0 +1,302 @@
+"""A GPU worker's side of the Redis queue: fair batches in, acknowledgements out.
+
+``take`` looks at the waiting jobs in their fair order (one per owner per round, across every bot),
+picks the head and the compatible jobs behind it as :class:`~generators.queue.InProcessQueue` does,
+and claims exactly those through the consumer group; if another worker claimed first it looks again.
+Jobs left pending by a worker that died are taken over after ``claim_idle_s``; one delivered more than
+``max_deliveries`` times goes to the dead-letter stream instead, and its owner hears it failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from generators.queue import BatchKey, JobSize
+from generators.requests import Cancelled, Failed, Job
+from generators.streams.codec import Fields, encode
+from generators.streams.keys import GROUP, Keys
+from generators.streams.scripts import Scripts
+from generators.streams.tasks import stop_tasks
+
+log = logging.getLogger(__name__)
+
+#: Events kept per bot stream while that bot is away (older ones are trimmed).
+EVENTS_MAXLEN = 10_000
+DEAD_REASON = "this job stopped its worker several times, so it was set aside for the admins to look at"
+#: How many waiting jobs a worker looks at to fill one batch.
+PEEK_DEPTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A job this worker took: its entry, and the stream its events go to."""
+
+    job: Job
+    stream: str
+    entry: str
+    reply: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    owner: str
+    entry: str
+    job: Job
+
+
+def choose(waiting: Sequence[_Waiting], key: BatchKey, size: JobSize, max_images: int) -> list[_Waiting]:
+    """The head of the fair order and the compatible jobs behind it, up to ``max_images`` images.
+
+    Each owner's jobs stay in their own order: once one is left out, that owner's later ones are too.
+    """
+    head = waiting[0]
+    chosen, images, head_key = [head], size(head.job), key(head.job)
+    passed: set[str] = set()
+    for candidate in waiting[1:]:
+        if images >= max_images:
+            break
+        fits = key(candidate.job) == head_key and images + size(candidate.job) <= max_images
+        if fits and candidate.owner not in passed:
+            chosen.append(candidate)
+            images += size(candidate.job)
+        else:
+            passed.add(candidate.owner)
+    return chosen
+
+
+class RedisQueue:
+    """The :class:`~generators.queue.JobQueue` a worker takes from; use as ``async with``.
+
+    Bots queue, rank and remove jobs (``bot.remote``); a worker only takes them, so ``put`` and
+    ``check_room`` refuse, and ``order``, ``remove`` and ``len`` see nothing here.
+    """
+
+    def __init__(
+        self, client: Redis, keys: Keys, *, name: str, claim_idle_s: float, max_deliveries: int
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.name = name
+        self.claim_idle_s = claim_idle_s
+        self.max_deliveries = max_deliveries
+        #: Idle workers look for new and abandoned jobs at least this often.
+        self.poll_s = min(1.0, claim_idle_s / 4)
+        self.scripts = Scripts.on(client)
+        self._held: dict[str, Held] = {}
+        self._wake = asyncio.Event()
+        self._cancel_asked: dict[str, float] = {}  # cancels heard for jobs not held (yet)
+        self._on_cancel: Callable[[str], object] = lambda job_id: None
+        self._pubsub: PubSub | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._reclaimed_at = 0.0
+
+    async def __aenter__(self) -> RedisQueue:
+        self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self.keys.wake, self.keys.cancels)
+        self._listener = asyncio.create_task(self._listen(self._pubsub), name="memebot-queue-listener")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._listener is not None:
+            await stop_tasks([self._listener])
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+    def on_cancel(self, callback: Callable[[str], object]) -> None:
+        """Call ``callback(job_id)`` when cancelling a job this worker runs is asked for."""
+        self._on_cancel = callback
+
+    # -- the JobQueue protocol ----------------------------------------------------------------------
+
+    def check_room(self, owner: str) -> None:
+        """Workers do not queue jobs."""
+        raise RuntimeError("jobs are queued by a bot, not by a worker")
+
+    def put(self, job: Job, *, force: bool = False) -> int:
+        """Workers do not queue jobs."""
+        raise RuntimeError("jobs are queued by a bot, not by a worker")
+
+    def remove(self, job_id: str) -> Job | None:
+        """Nothing waits in a worker: a cancel reaches it through :meth:`on_cancel`."""
+        return None
+
+    def order(self) -> list[Job]:
+        """Positions are the bots' to tell; a worker announces none."""
+        return []
+
+    def __len__(self) -> int:
+        return 0
+
+    async def take(self, key: BatchKey, size: JobSize, max_images: int) -> list[Job]:
+        """Wait for work; return an abandoned job, or the fair next job plus compatible ones."""
+        while True:
+            self._wake.clear()  # before looking: a job queued while we look wakes the wait below
+            try:
+                jobs = await self._reclaim() or await self._claim(key, size, max_images)
+            except RedisError as error:
+                log.warning("redis: %s; looking again in %.1f s", error, self.poll_s)
+                jobs = []
+            if jobs:
+                self._cancel_soon(jobs)
+                return jobs
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    # -- after the take -----------------------------------------------------------------------------
+
+    def held(self, job_id: str) -> Held | None:
+        """The job if this worker holds it."""
+        return self._held.get(job_id)
+
+    @property
+    def holding(self) -> int:
+        """How many jobs this worker holds."""
+        return len(self._held)
+
+    async def report(self, job_id: str, fields: Fields, *, terminal: bool) -> bool:
+        """Send one event to the job's bot; a terminal one also acknowledges the job.
+
+        False when the job was not ours to report (another worker took it over).
+        """
+        held = self._held.pop(job_id, None) if terminal else self._held.get(job_id)
+        if held is None:
+            log.warning("job %s is not held by this worker; its %s event is dropped", job_id, fields["type"])
+            return False
+        keys = self.keys
+        sent = await self.scripts.report(
+            keys=[keys.job(job_id), held.reply, held.stream, keys.streams, keys.cancel(job_id)],
+            args=[self.name, GROUP, held.entry, int(terminal), EVENTS_MAXLEN, *_flatten(fields.items())],
+        )
+        if not sent:
+            self._held.pop(job_id, None)
+            log.warning("job %s was taken over by another worker; this one's result is dropped", job_id)
+        return bool(sent)
+
+    async def keep(self) -> None:
+        """Keep the jobs this worker runs from looking abandoned; stop those whose cancel was asked."""
+        if not self._held:
+            return
+        triples = [(job_id, h.stream, h.entry) for job_id, h in self._held.items()]
+        keys = self.keys
+        flagged = await self.scripts.touch(
+            args=[GROUP, self.name, keys.job_prefix, keys.cancel_prefix, *_flatten(triples)]
+        )
+        for job_id in flagged:
+            self._on_cancel(job_id.decode())
+
+    # -- taking -------------------------------------------------------------------------------------
+
+    async def _claim(self, key: BatchKey, size: JobSize, max_images: int) -> list[Job]:
+        keys = self.keys
+        for _ in range(5):  # another worker may claim between our look and our claim: look again
+            rows = await self.scripts.peek(keys=[keys.owners], args=[keys.queue_prefix, PEEK_DEPTH])
+            waiting = [_Waiting(o.decode(), e.decode(), Job.from_dict(json.loads(j))) for o, e, j, _ in rows]
+            if not waiting:
+                return []
+            chosen = choose(waiting, key, size, max_images)
+            claimed = await self.scripts.claim(
+                keys=[keys.owners, keys.turn, keys.waiting, keys.total],
+                args=[
+                    GROUP,
+                    self.name,
+                    keys.queue_prefix,
+                    keys.job_prefix,
+                    keys.cancel_prefix,
+                    *_flatten((w.owner, w.entry) for w in chosen),
+                ],
+            )
+            if claimed:
+                return [
+                    self._hold(owner, entry, job, reply, flag)
+                    for owner, entry, job, reply, flag, _ in claimed
+                ]
+        return []
+
+    async def _reclaim(self) -> list[Job]:
+        if time.monotonic() - self._reclaimed_at < self.poll_s:
+            return []
+        self._reclaimed_at = time.monotonic()
+        keys = self.keys
+        failed, cancelled = encode("", Failed(DEAD_REASON)), encode("", Cancelled())
+        rows = await self.scripts.reclaim(
+            keys=[keys.streams, keys.dead],
+            args=[
+                GROUP,
+                self.name,
+                int(self.claim_idle_s * 1000),
+                self.max_deliveries,
+                keys.job_prefix,
+                keys.cancel_prefix,
+                EVENTS_MAXLEN,
+                failed["type"],
+                failed["data"],
+                cancelled["type"],
+                cancelled["data"],
+            ],
+        )
+        jobs = []
+        for kind, job_id, owner, entry, job, reply, deliveries in rows:
+            extra = {"job_id": job_id.decode()}
+            if kind == b"dead":
+                log.warning("dead-lettered after %d deliveries", deliveries, extra=extra)
+            elif kind == b"cancelled":
+                log.info("cancelled while its worker was gone", extra=extra)
+            else:
+                log.warning("taken over from a worker that stopped (delivery %d)", deliveries, extra=extra)
+                jobs.append(self._hold(owner, entry, job, reply, 0))
+        return jobs
+
+    def _hold(self, owner: bytes, entry: bytes, job_json: bytes, reply: bytes, flagged: int) -> Job:
+        job = Job.from_dict(json.loads(job_json))
+        self._held[job.id] = Held(job, self.keys.queue(owner.decode()), entry.decode(), reply.decode())
+        if flagged:
+            self._cancel_asked[job.id] = time.monotonic()
+        return job
+
+    def _cancel_soon(self, jobs: Iterable[Job]) -> None:
+        # Called just before take() returns: the worker registers the jobs as running before the loop
+        # runs these callbacks, so its cancel() finds them and stops them at their first step.
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            if self._cancel_asked.pop(job.id, None) is not None:
+                loop.call_soon(self._on_cancel, job.id)
+
+    # -- messages -----------------------------------------------------------------------------------
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=None)
+            except RedisError as error:
+                log.warning("redis: %s; listening again in %.1f s", error, self.poll_s)
+                await asyncio.sleep(self.poll_s)
+                continue
+            if message is None:
+                continue
+            if message["channel"] == self.keys.cancels.encode():
+                self._cancel_heard(message["data"].decode())
+            else:
+                self._wake.set()
+
+    def _cancel_heard(self, job_id: str) -> None:
+        if job_id in self._held:
+            self._on_cancel(job_id)
+            return
+        # The claim's reply may still be on its way: remember the cancel for a short while.
+        now = time.monotonic()
+        self._cancel_asked = {j: t for j, t in self._cancel_asked.items() if now - t < 60}
+        self._cancel_asked[job_id] = now
+
+
+def _flatten(pairs: Iterable[tuple[str | bytes, ...]]) -> list[str | bytes]:
+    return [value for pair in pairs for value in pair]

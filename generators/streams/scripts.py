@@ -1,0 +1,267 @@
+"""The Lua scripts that keep the queue consistent: each runs atomically inside Redis.
+
+Every change that touches more than one key (a cap check and the append it allows, a claim and the
+owner's next turn, an acknowledgement and the event it sends) is one script, so two bots or two workers
+racing each other see either all of it or none. Stream names are built inside the scripts from a
+prefix: that needs one Redis server (or a primary with replicas), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+_HELPERS = """
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return false
+end
+
+-- Entries after the group's last delivered id are the ones no worker has taken yet.
+local function cursor(stream)
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local last = field(group, 'last-delivered-id')
+    if last then return last end
+  end
+  return '0-0'
+end
+
+local function undelivered(stream, count)
+  if redis.call('EXISTS', stream) == 0 then return {} end
+  return redis.call('XRANGE', stream, '(' .. cursor(stream), '+', 'COUNT', count)
+end
+
+-- A job left the queue for good: acknowledge and drop its entry, its record and its cancel flag.
+local function settle(stream, group, entry, jobkey, cancelkey, streams)
+  redis.call('XACK', stream, group, entry)
+  redis.call('XDEL', stream, entry)
+  redis.call('DEL', jobkey, cancelkey)
+  if redis.call('XLEN', stream) == 0 then
+    redis.call('DEL', stream)
+    redis.call('SREM', streams, stream)
+  end
+end
+
+local function take_turn(owners, turn, waiting, owner)
+  if tonumber(redis.call('HGET', waiting, owner) or '0') > 0 then
+    redis.call('ZADD', owners, redis.call('INCR', turn), owner)
+  else
+    redis.call('HDEL', waiting, owner)
+    redis.call('ZREM', owners, owner)
+  end
+end
+"""
+
+# KEYS: stream, owners, turn, waiting, total, streams, job
+# ARGV: owner, job id, job json, reply stream, per-user cap, global cap, force, group, wake channel
+ENQUEUE = """
+if redis.call('EXISTS', KEYS[7]) == 1 then return 'held' end
+if ARGV[7] ~= '1' then
+  if tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') >= tonumber(ARGV[5]) then return 'user' end
+  if tonumber(redis.call('GET', KEYS[5]) or '0') >= tonumber(ARGV[6]) then return 'total' end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[8], '0', 'MKSTREAM')
+end
+local entry = redis.call('XADD', KEYS[1], '*', 'id', ARGV[2], 'owner', ARGV[1], 'job', ARGV[3],
+  'reply', ARGV[4])
+redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
+redis.call('INCR', KEYS[5])
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
+end
+redis.call('SADD', KEYS[6], KEYS[1])
+redis.call('HSET', KEYS[7], 'stream', KEYS[1], 'entry', entry, 'owner', ARGV[1], 'reply', ARGV[4],
+  'state', 'queued')
+redis.call('PUBLISH', ARGV[9], '1')
+return 'ok'
+"""
+
+# KEYS: owners. ARGV: queue prefix, most entries to return.
+# Returns waiting entries in the order they will run: one per owner per round, owners by turn.
+PEEK = """
+local limit = tonumber(ARGV[2])
+local lanes = {}
+for _, owner in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local entries = undelivered(ARGV[1] .. owner, limit)
+  if #entries > 0 then table.insert(lanes, entries) end
+end
+local out, round = {}, 1
+while #out < limit do
+  local any = false
+  for _, lane in ipairs(lanes) do
+    local entry = lane[round]
+    if entry and #out < limit then
+      any = true
+      local f = entry[2]
+      table.insert(out, {field(f, 'owner'), entry[1], field(f, 'job'), field(f, 'reply')})
+    end
+  end
+  if not any then break end
+  round = round + 1
+end
+return out
+"""
+
+# KEYS: owners, turn, waiting, total
+# ARGV: group, consumer, queue prefix, job prefix, cancel prefix, then (owner, entry id) per chosen job.
+# Takes exactly the chosen entries, or nothing when the queue changed since the worker looked (the
+# chosen entries of each owner must still be the first ones waiting).
+CLAIM = """
+local group, consumer = ARGV[1], ARGV[2]
+local owners, chosen = {}, {}
+for i = 6, #ARGV, 2 do
+  local owner = ARGV[i]
+  if not chosen[owner] then chosen[owner] = {}; table.insert(owners, owner) end
+  table.insert(chosen[owner], ARGV[i + 1])
+end
+for _, owner in ipairs(owners) do
+  local ids = chosen[owner]
+  local head = undelivered(ARGV[3] .. owner, #ids)
+  if #head ~= #ids then return {} end
+  for j, entry in ipairs(head) do
+    if entry[1] ~= ids[j] then return {} end
+  end
+end
+local out = {}
+for _, owner in ipairs(owners) do
+  local count = #chosen[owner]
+  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS',
+    ARGV[3] .. owner, '>')
+  redis.call('HINCRBY', KEYS[3], owner, -count)
+  redis.call('DECRBY', KEYS[4], count)
+  for _, entry in ipairs(got[1][2]) do
+    local f = entry[2]
+    local id = field(f, 'id')
+    redis.call('HSET', ARGV[4] .. id, 'state', 'running', 'worker', consumer)
+    table.insert(out, {owner, entry[1], field(f, 'job'), field(f, 'reply'),
+      redis.call('EXISTS', ARGV[5] .. id), 1})
+  end
+end
+for i = 6, #ARGV, 2 do take_turn(KEYS[1], KEYS[2], KEYS[3], ARGV[i]) end
+return out
+"""
+
+# KEYS: streams, dead
+# ARGV: group, consumer, min idle ms, max deliveries, job prefix, cancel prefix, events max length,
+#       failed event type, failed event data, cancelled event type, cancelled event data
+# Takes over jobs idle on a worker that stopped keeping them (it died). A job delivered too often goes
+# to the dead-letter stream and its bot hears it failed; a job whose cancel was asked for is cancelled.
+# Returns {kind, job id, owner, entry, job json, reply, deliveries} per job; at most one is 'claimed'.
+RECLAIM = """
+local group, consumer = ARGV[1], ARGV[2]
+local out = {}
+for _, stream in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('SREM', KEYS[1], stream)
+  else
+    local found = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[3], '0-0', 'COUNT', 1)[2]
+    for _, entry in ipairs(found) do
+      local f = entry[2]
+      local id, reply = field(f, 'id'), field(f, 'reply')
+      local deliveries = redis.call('XPENDING', stream, group, entry[1], entry[1], 1)[1][4]
+      local kind = 'claimed'
+      if redis.call('EXISTS', ARGV[6] .. id) == 1 then
+        kind = 'cancelled'
+        redis.call('XADD', reply, 'MAXLEN', '~', ARGV[7], '*', 'job', id, 'type', ARGV[10], 'data', ARGV[11])
+      elseif deliveries > tonumber(ARGV[4]) then
+        kind = 'dead'
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'id', id, 'owner', field(f, 'owner'),
+          'job', field(f, 'job'), 'reply', reply, 'deliveries', deliveries)
+        redis.call('XADD', reply, 'MAXLEN', '~', ARGV[7], '*', 'job', id, 'type', ARGV[8], 'data', ARGV[9])
+      end
+      table.insert(out, {kind, id, field(f, 'owner'), entry[1], field(f, 'job'), reply, deliveries})
+      if kind == 'claimed' then
+        redis.call('HSET', ARGV[5] .. id, 'state', 'running', 'worker', consumer)
+        return out
+      end
+      settle(stream, group, entry[1], ARGV[5] .. id, ARGV[6] .. id, KEYS[1])
+    end
+  end
+end
+return out
+"""
+
+# KEYS: job, reply stream, owner stream, streams, cancel flag
+# ARGV: consumer, group, entry, terminal (1/0), events max length, then the event's field/value pairs.
+# Sends one event of a job this worker still holds; a terminal event also acknowledges the job. A
+# worker whose job was taken over (it looked dead) is ignored: one result per job reaches the bot.
+REPORT = """
+if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', unpack(ARGV, 6))
+if ARGV[4] == '1' then settle(KEYS[3], ARGV[2], ARGV[3], KEYS[1], KEYS[5], KEYS[4]) end
+return 1
+"""
+
+# ARGV: group, consumer, job prefix, cancel prefix, then (job id, stream, entry) per job this worker runs.
+# Resets the idle time of the worker's own entries, so only a dead worker's jobs are taken over, and
+# returns the ids of those whose cancel was asked for (in case the worker missed the message).
+TOUCH = """
+local cancelled = {}
+for i = 5, #ARGV, 3 do
+  if redis.call('HGET', ARGV[3] .. ARGV[i], 'worker') == ARGV[2] then
+    redis.call('XCLAIM', ARGV[i + 1], ARGV[1], ARGV[2], 0, ARGV[i + 2], 'JUSTID')
+    if redis.call('EXISTS', ARGV[4] .. ARGV[i]) == 1 then table.insert(cancelled, ARGV[i]) end
+  end
+end
+return cancelled
+"""
+
+# KEYS: job, waiting, total, owners, streams, cancel flag
+# ARGV: job id, cancels channel, flag lifetime (s)
+# A waiting job leaves the queue at once ('removed'); a running one is flagged for its worker, which
+# stops it at the next step ('running'); 'already' if that was asked before, 'unknown' if not held.
+CANCEL = """
+local state, stream, entry, owner = unpack(redis.call('HMGET', KEYS[1], 'state', 'stream', 'entry', 'owner'))
+if not state then return 'unknown' end
+if state == 'queued' then
+  redis.call('XDEL', stream, entry)
+  redis.call('DECR', KEYS[3])
+  if redis.call('HINCRBY', KEYS[2], owner, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], owner)
+    redis.call('ZREM', KEYS[4], owner)
+  end
+  redis.call('DEL', KEYS[1])
+  if redis.call('XLEN', stream) == 0 then
+    redis.call('DEL', stream)
+    redis.call('SREM', KEYS[5], stream)
+  end
+  return 'removed'
+end
+if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[3]) then
+  redis.call('PUBLISH', ARGV[2], ARGV[1])
+  return 'running'
+end
+return 'already'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Scripts:
+    """The scripts, registered on one client (sent once, then called by their SHA)."""
+
+    enqueue: AsyncScript
+    peek: AsyncScript
+    claim: AsyncScript
+    reclaim: AsyncScript
+    report: AsyncScript
+    touch: AsyncScript
+    cancel: AsyncScript
+
+    @classmethod
+    def on(cls, client: Redis) -> Scripts:
+        """Register every script on ``client``."""
+        sources = {
+            "enqueue": ENQUEUE,
+            "peek": PEEK,
+            "claim": CLAIM,
+            "reclaim": RECLAIM,
+            "report": REPORT,
+            "touch": TOUCH,
+            "cancel": CANCEL,
+        }
+        return cls(**{name: client.register_script(_HELPERS + source) for name, source in sources.items()})

@@ -1,0 +1,107 @@
+"""Bots and workers on one Redis, put together as ``memebot run`` and ``memebot worker`` do it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from bot.jobs import JobService
+from bot.remote import RemoteWorker, instance_name
+from bot.store import Store
+from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
+from generators.pipelines import DiffusersBackend, describe_model
+from generators.requests import TERMINAL, Finished, Progress
+from generators.streams.keys import Keys
+from generators.streams.queue import RedisQueue
+from generators.streams.relay import Relay, heartbeat_interval
+from generators.worker import GenerationWorker
+from tests.helpers import TEST_SIZE
+
+#: What a bot expects its workers to run: the tiny preset as the tests load it.
+TINY = describe_model(ModelConfig(name="tiny", size=TEST_SIZE, steps=2))
+
+
+@contextlib.asynccontextmanager
+async def bot(
+    client: Redis, keys: Keys, folder: Path, *, per_user: int = 3, total: int = 50
+) -> AsyncIterator[JobService]:
+    """A bot process: its own store and results under ``folder``, jobs run by Redis workers."""
+    async with Store.open(folder / "jobs.db") as store:
+        remote = RemoteWorker(
+            client,
+            keys,
+            instance=await instance_name(store),
+            model=TINY,
+            results_dir=folder / "results",
+            per_user=per_user,
+            total=total,
+            refresh_s=0.2,
+        )
+        async with remote:
+            service = JobService(store, remote, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
+            async with service:
+                yield service
+
+
+@contextlib.asynccontextmanager
+async def worker(
+    backend: DiffusersBackend,
+    client: Redis,
+    keys: Keys,
+    name: str,
+    spool: Path,
+    *,
+    claim_idle_s: float = 10.0,
+    max_deliveries: int = 3,
+    **config: object,
+) -> AsyncIterator[Relay]:
+    """A GPU worker process's parts: the Redis queue, the generation worker and its relay."""
+    queue = RedisQueue(client, keys, name=name, claim_idle_s=claim_idle_s, max_deliveries=max_deliveries)
+    settings = WorkerConfig(results_dir=spool / name).model_copy(update=config)
+    generation = GenerationWorker(
+        backend, queue, config=settings, limits=LimitsConfig(), render=RenderConfig()
+    )
+    relay = Relay(
+        client, keys, queue, generation, result_ttl_s=600, heartbeat_s=heartbeat_interval(claim_idle_s)
+    )
+    async with queue, relay, generation:
+        yield relay
+
+
+class Heard:
+    """A platform handler that keeps what it hears, per job."""
+
+    def __init__(self) -> None:
+        self.events: defaultdict[str, list[Progress]] = defaultdict(list)
+        self.order: list[tuple[str, Progress]] = []  # across jobs, as heard
+        self._changed = asyncio.Event()
+
+    def __call__(self, job_id: str, event: Progress) -> None:
+        self.events[job_id].append(event)
+        self.order.append((job_id, event))
+        self._changed.set()
+
+    def ends(self, job_id: str) -> list[Progress]:
+        """The terminal events heard for ``job_id`` (one, when delivery is right)."""
+        return [event for event in self.events[job_id] if isinstance(event, TERMINAL)]
+
+    def finished(self, job_id: str) -> Finished:
+        """The one Finished event of ``job_id``."""
+        (end,) = self.ends(job_id)
+        assert isinstance(end, Finished), end
+        return end
+
+    async def until(
+        self, job_ids: Iterable[str], kind: type[Progress] = Finished, limit_s: float = 60
+    ) -> None:
+        """Wait until every job in ``job_ids`` had an event of type ``kind``."""
+        wanted = set(job_ids)
+        async with asyncio.timeout(limit_s):
+            while not all(any(isinstance(e, kind) for e in self.events[j]) for j in wanted):
+                self._changed.clear()
+                await self._changed.wait()

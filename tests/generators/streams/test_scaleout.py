@@ -1,0 +1,250 @@
+"""Bots and GPU workers on one Redis, with the real tiny pipeline: sharing, dying, poison, caps, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from redis.asyncio import Redis
+
+from bot.jobs import JobService
+from bot.store import JobStatus
+from generators.errors import QueueFull
+from generators.pipelines import DiffusersBackend
+from generators.requests import Cancelled, Failed, Finished, Started, Step
+from generators.streams.codec import encode
+from generators.streams.heartbeat import live_workers
+from generators.streams.keys import GROUP, Keys
+from generators.streams.queue import DEAD_REASON, RedisQueue
+from tests.generators.streams.cluster import Heard, bot, worker
+from tests.helpers import TEST_SIZE
+
+#: About two seconds of denoising on two CPU cores: long enough to act while it runs.
+SLOW = "a slow one --n 9 --steps 50 --ar 3:1"
+
+
+async def test_two_workers_share_a_burst_in_fair_order(
+    tiny_backend: DiffusersBackend,
+    other_tiny_backend: DiffusersBackend,
+    client: Redis,
+    keys: Keys,
+    tmp_path: Path,
+) -> None:
+    heard, owners = Heard(), {}
+    async with bot(client, keys, tmp_path / "bot") as service:
+        service.subscribe("cli", heard)
+        for owner in "abcd":  # everyone's jobs are queued before a worker looks
+            for i in range(3):
+                record = await service.submit(
+                    service.parse(f"{owner}{i} --n 2 --steps 6"), owner=owner, platform="cli", reply_to={}
+                )
+                owners[record.id] = owner
+        async with (
+            worker(tiny_backend, client, keys, "w1", tmp_path, batching=False) as first,
+            worker(other_tiny_backend, client, keys, "w2", tmp_path, batching=False) as second,
+        ):
+            await heard.until(owners)
+            started = [job_id for job_id, event in heard.order if isinstance(event, Started)]
+        for job_id in owners:
+            heard.finished(job_id)  # exactly one end each, and it is a result
+            stored = await service.store.get(job_id)
+            assert stored is not None and stored.status is JobStatus.DONE
+            assert stored.result is not None and stored.result.primary.path.is_file()
+    assert first.done + second.done == 12
+    assert first.done >= 3 and second.done >= 3  # both took a share
+    rounds = [{owners[job_id] for job_id in started[i : i + 4]} for i in (0, 4, 8)]
+    assert rounds == [set("abcd")] * 3  # round-robin: nobody's second job before everyone's first
+
+
+async def test_a_job_on_a_killed_worker_finishes_on_the_other_and_is_delivered_once(
+    client: Redis, keys: Keys, redis_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"model:\n  name: tiny\n  size: {TEST_SIZE}\n  steps: 2\n"
+        f"worker:\n  results_dir: {tmp_path / 'spool'}\n"
+        f"queue:\n  backend: redis\n  redis_url: {redis_url}\n  prefix: {keys.prefix}\n  claim_idle_s: 1.0\n"
+    )
+    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("w1", "w2")}
+    procs = {
+        name: await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "bot", "--config", str(config), "worker", "--name", name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for name, log in logs.items()
+    }
+    try:
+        await _until_workers(client, keys, {"w1", "w2"})
+        heard = Heard()
+        async with bot(client, keys, tmp_path / "bot") as service:
+            service.subscribe("cli", heard)
+            record = await service.submit(service.parse(SLOW), owner="u1", platform="cli", reply_to={})
+            await heard.until([record.id], Started)
+            (pending,) = await client.xpending_range(keys.queue("u1"), GROUP, "-", "+", 10)
+            victim = pending["consumer"].decode()
+            procs[victim].send_signal(signal.SIGKILL)
+            await heard.until([record.id], Finished, limit_s=60)
+            await asyncio.sleep(0.3)  # room for a second delivery, if there were one
+            finished = heard.finished(record.id)
+            stored = await service.store.get(record.id)
+            assert stored is not None and stored.status is JobStatus.DONE
+            with Image.open(finished.result.primary.path) as grid:
+                assert grid.size == (3 * 2 * TEST_SIZE, 3 * TEST_SIZE)
+        survivor = ({"w1", "w2"} - {victim}).pop()
+        assert await procs[victim].wait() == -signal.SIGKILL
+        async with asyncio.timeout(10):  # its next heartbeat counts the job
+            while [w.done for w in await live_workers(client, keys) if w.name == survivor] != [1]:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        procs[survivor].send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await procs[survivor].wait() == 0  # a graceful stop
+    finally:
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        for log in logs.values():
+            log.close()
+
+
+async def _until_workers(client: Redis, keys: Keys, names: set[str], limit_s: float = 90) -> None:
+    deadline = time.monotonic() + limit_s
+    while {w.name for w in await live_workers(client, keys)} != names:
+        assert time.monotonic() < deadline, "the workers did not start"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_poison_job_goes_to_the_dead_letter_stream_and_its_owner_is_told(
+    tiny_backend: DiffusersBackend, client: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    heard = Heard()
+    async with bot(client, keys, tmp_path / "bot") as service:
+        service.subscribe("cli", heard)
+        poison = await service.submit(service.parse("poison"), owner="mallory", platform="cli", reply_to={})
+        for ghost in ("ghost1", "ghost2"):  # each takes the job and dies (no heartbeat, no answer)
+            queue = RedisQueue(client, keys, name=ghost, claim_idle_s=0.2, max_deliveries=2)
+            assert [job.id for job in await queue.take(lambda job: 0, lambda job: 1, 1)] == [poison.id]
+            await asyncio.sleep(0.25)
+        async with worker(tiny_backend, client, keys, "w1", tmp_path, claim_idle_s=0.2, max_deliveries=2):
+            fine = await service.submit(service.parse("fine"), owner="alice", platform="cli", reply_to={})
+            await heard.until([poison.id], Failed)
+            await heard.until([fine.id])  # the worker goes on with other jobs
+        assert heard.ends(poison.id) == [Failed(DEAD_REASON)]
+        stored = await service.store.get(poison.id)
+        assert stored is not None and stored.status is JobStatus.FAILED and stored.error == DEAD_REASON
+    ((_, dead),) = await client.xrange(keys.dead)
+    assert dead[b"id"] == poison.id.encode() and dead[b"owner"] == b"mallory"
+    assert dead[b"deliveries"] == b"3"
+    assert not await client.exists(keys.queue("mallory"), keys.job(poison.id))
+
+
+async def test_two_bot_processes_share_one_per_user_cap_and_one_global_cap(
+    client: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    async with (
+        bot(client, keys, tmp_path / "a", per_user=2, total=3) as first,
+        bot(client, keys, tmp_path / "b", per_user=2, total=3) as second,
+    ):
+
+        async def submit(service: JobService, owner: str) -> str:
+            record = await service.submit(service.parse("a cat"), owner=owner, platform="cli", reply_to={})
+            return record.id
+
+        await submit(first, "u")
+        await submit(second, "u")
+        for service in (first, second):
+            with pytest.raises(QueueFull, match="already have 2 jobs waiting"):
+                await submit(service, "u")
+        await submit(first, "v")
+        with pytest.raises(QueueFull, match="queue is full"):
+            await submit(second, "w")
+        assert await first.store.stats() == {"queued": 2}
+        assert await second.store.stats() == {"queued": 1}
+    assert await client.get(keys.total) == b"3"
+
+
+async def test_a_restarted_bot_follows_its_jobs_without_queueing_them_twice(
+    tiny_backend: DiffusersBackend,
+    client: Redis,
+    keys: Keys,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = tmp_path / "bot"
+    async with worker(tiny_backend, client, keys, "w1", tmp_path) as relay:
+        async with bot(client, keys, folder) as before:
+            quick = await before.submit(before.parse("quick --n 1"), owner="u1", platform="cli", reply_to={})
+            slow = await before.submit(before.parse(SLOW), owner="u2", platform="cli", reply_to={})
+        # The bot is down: the quick job ends meanwhile, the slow one is running when it comes back.
+        async with asyncio.timeout(30):
+            while await client.exists(keys.job(quick.id)):  # noqa: ASYNC110 - nothing to wait on
+                await asyncio.sleep(0.02)
+        assert await client.hget(keys.job(slow.id), "state") == b"running"
+        heard = Heard()
+        async with bot(client, keys, folder) as after:
+            after.subscribe("cli", heard)
+            recovered = await after.recover()
+            assert {r.id for r in recovered} == {quick.id, slow.id}
+            stored = await after.store.get(quick.id)  # recorded from the events that waited in Redis
+            assert stored is not None and stored.status is JobStatus.DONE
+            assert stored.result is not None and stored.result.primary.path.is_file()
+            await heard.until([slow.id])
+            heard.finished(slow.id)
+            stored = await after.store.get(slow.id)
+            assert stored is not None and stored.status is JobStatus.DONE
+    assert relay.done == 2  # each job ran once
+    assert "requeued" not in caplog.text
+    assert "following 1 jobs the queue still holds" in caplog.text
+
+
+async def test_cancel_stops_a_job_running_on_a_remote_worker_at_its_next_step(
+    tiny_backend: DiffusersBackend, client: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    heard = Heard()
+    async with (
+        bot(client, keys, tmp_path / "bot") as service,
+        worker(tiny_backend, client, keys, "w1", tmp_path) as relay,
+    ):
+        service.subscribe("cli", heard)
+        record = await service.submit(service.parse(SLOW), owner="u1", platform="cli", reply_to={})
+        await heard.until([record.id], Step)
+        await service.cancel(record.id, by="u1")
+        await heard.until([record.id], Cancelled, limit_s=30)
+        steps = [e for e in heard.events[record.id] if isinstance(e, Step)]
+        assert heard.ends(record.id) == [Cancelled()]
+        assert steps[-1].i < 50  # stopped early (two chunks of 50 steps would be 100)
+        stored = await service.store.get(record.id)
+        assert stored is not None and stored.status is JobStatus.CANCELLED
+        assert relay.done == 1
+    assert not await client.exists(keys.cancel(record.id), keys.job(record.id))
+
+
+async def test_a_second_result_for_the_same_job_is_not_delivered_again(
+    tiny_backend: DiffusersBackend,
+    client: Redis,
+    keys: Keys,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    heard = Heard()
+    async with (
+        bot(client, keys, tmp_path / "bot") as service,
+        worker(tiny_backend, client, keys, "w1", tmp_path),
+    ):
+        service.subscribe("cli", heard)
+        record = await service.submit(service.parse("once --n 1"), owner="u1", platform="cli", reply_to={})
+        await heard.until([record.id])
+        first = heard.finished(record.id)
+        # As if a second worker had finished it too and its event got through.
+        await client.xadd(service.runner.stream, encode(record.id, first))  # type: ignore[attr-defined]
+        await service.runner.sync()
+        await asyncio.sleep(0.1)
+    assert heard.ends(record.id) == [first]
+    assert "cannot go from done to done" in caplog.text
