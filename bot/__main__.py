@@ -166,8 +166,8 @@ async def work(settings: Settings, name: str | None) -> int:
     config = settings.queue
     keys = Keys(config.prefix)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
-    backend = await asyncio.to_thread(load_backend, settings.model)
-    async with open_redis(config) as client:
+    async with open_redis(config) as client:  # a wrong URL fails before minutes of model loading
+        backend = await asyncio.to_thread(load_backend, settings.model)
         queue = RedisQueue(
             client, keys, name=name, claim_idle_s=config.claim_idle_s, max_deliveries=config.max_deliveries
         )

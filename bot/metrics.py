@@ -8,7 +8,7 @@ serve it with :func:`add_routes`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -20,6 +20,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from bot.jobs import JobService
 from bot.runners import Runner
@@ -48,6 +50,7 @@ class Metrics:
         depth.set_function(lambda: len(runner.queue))
         workers = Gauge("memebot_workers", "Workers serving this bot (live heartbeats).", registry=registry)
         workers.set_function(lambda: len(runner.workers))
+        registry.register(_WorkerCollector(runner))
         self.jobs = Counter("memebot_jobs", "Jobs that ended, by outcome.", ["outcome"], registry=registry)
         for outcome in ("done", "failed", "cancelled"):
             self.jobs.labels(outcome)  # shown as 0 before the first one
@@ -106,6 +109,28 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _WorkerCollector(Collector):
+    """One sample per live worker: its running jobs and its measured speed."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def collect(self) -> Iterator[Metric]:
+        """The workers as of the runner's last look."""
+        busy = GaugeMetricFamily(
+            "memebot_worker_busy", "Jobs a worker is running.", labels=["worker", "model"]
+        )
+        speed = GaugeMetricFamily(
+            "memebot_worker_images_per_second", "A worker's measured speed.", labels=["worker", "model"]
+        )
+        for worker in self.runner.workers:
+            busy.add_metric([worker.name, worker.model], worker.busy)
+            if worker.images_per_s is not None:
+                speed.add_metric([worker.name, worker.model], worker.images_per_s)
+        yield busy
+        yield speed
 
 
 METRICS = web.AppKey("metrics", Metrics)

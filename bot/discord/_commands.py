@@ -17,7 +17,7 @@ from PIL import Image
 from bot.discord._delivery import result_file
 from bot.discord._policy import GuildSettings, save_guild
 from bot.discord._requests import Requests, owner_of
-from bot.discord._text import clip, result_text
+from bot.discord._text import clip, result_text, workers_line
 from bot.jobs import JobService
 from bot.store import JobStatus
 from generators import render
@@ -235,6 +235,7 @@ class Generation(commands.Cog):
             f"Running on: {model.device}",
             f"Queue: {len(self.service.runner.queue)} waiting",
             f"Last hour: {len(finished)} jobs finished{speed}",
+            workers_line(self.service.runner.workers),
         ]
         if model.note:
             lines.append(f"Licence: {model.note}")

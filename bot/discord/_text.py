@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from generators.requests import Cancelled, Failed, GenerationRequest, Preview, Progress, Queued, Started, Step
+from generators.streams.heartbeat import WorkerStatus
 
 DISCORD_LIMIT = 2000
 BAR = 12
@@ -45,3 +47,15 @@ def result_text(request: GenerationRequest, *, seed: int, job_id: str, user_id: 
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def workers_line(workers: Sequence[WorkerStatus]) -> str:
+    """Who runs the jobs: each worker's name, how busy and how fast (a GPU worker reports its speed)."""
+    if not workers:
+        return "Workers: none online, so jobs wait until one starts"
+    parts = []
+    for worker in workers[:10]:
+        speed = f", {worker.images_per_s:.2f} images/s" if worker.images_per_s else ""
+        parts.append(f"{worker.name} ({worker.busy} running{speed})")
+    more = f" and {len(workers) - 10} more" if len(workers) > 10 else ""
+    return f"Workers: {len(workers)}: {', '.join(parts)}{more}"

@@ -43,6 +43,7 @@ def test_text_lines_name_the_job_from_the_context_or_from_extra() -> None:
     assert lines[2].endswith("[job job456]: taken over")
 
 
+@pytest.mark.expect_errors
 def test_json_lines_carry_the_job_id_and_the_error() -> None:
     def build(logger: logging.Logger) -> None:
         with job_context("job123"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -178,3 +179,24 @@ def test_an_enabled_adapter_without_its_token_is_a_config_error(
     assert main(["--config", str(config), "run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("config error:") and "MEMEBOT_DISCORD_TOKEN" in err and "Traceback" not in err
+
+
+def test_worker_needs_the_redis_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(write_config(tmp_path)), "worker"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error:") and "queue.backend: redis" in err
+
+
+@pytest.mark.parametrize("command", ["worker", "run", "imagine"])
+def test_an_unreachable_redis_is_one_line_and_exit_1(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    redis = f"queue:\n  backend: redis\n  redis_url: redis://:hunter2secret@127.0.0.1:{port}/0\n"
+    args = ["--config", str(write_config(tmp_path, extra=redis)), command]
+    assert main([*args, "a cat"] if command == "imagine" else args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("queue error: cannot use Redis") and len(err.splitlines()) == 1
+    assert "hunter2secret" not in err

@@ -13,6 +13,7 @@ from bot.settings import Settings, WebConfig
 from generators.config import WorkerConfig
 from generators.pipelines import DiffusersBackend
 from generators.requests import Cancelled, Failed, Finished, GenerationResult, Queued, Started, Step
+from generators.streams.heartbeat import WorkerStatus
 from tests.helpers import open_service
 
 
@@ -31,7 +32,7 @@ class FakeRunner:
 
     def __init__(self) -> None:
         self.queue: list[object] = [object(), object()]
-        self.workers: list[object] = [object()]
+        self.workers = [WorkerStatus("gpu0", "tiny", "cuda:0", busy=2, images_per_s=4.5)]
 
 
 def test_events_become_counts_and_latencies() -> None:
@@ -56,6 +57,8 @@ def test_events_become_counts_and_latencies() -> None:
     values = samples(metrics.render().decode())
     assert values["memebot_queue_depth"] == 2
     assert values["memebot_workers"] == 1
+    assert values['memebot_worker_busy{model="tiny",worker="gpu0"}'] == 2
+    assert values['memebot_worker_images_per_second{model="tiny",worker="gpu0"}'] == 4.5
     assert values['memebot_jobs_total{outcome="done"}'] == 1
     assert values['memebot_jobs_total{outcome="failed"}'] == 1
     assert values['memebot_jobs_total{outcome="cancelled"}'] == 1
@@ -106,5 +109,6 @@ async def test_the_web_server_serves_the_metrics_of_real_jobs(
     assert values["memebot_job_seconds_count"] == 2
     assert values["memebot_queue_depth"] == 0
     assert values["memebot_workers"] == 1  # the in-process worker
+    assert values['memebot_worker_busy{model="tiny",worker="local"}'] == 0
     assert values["memebot_batch_images_count"] >= 1
     assert values["memebot_step_seconds_count"] >= 2

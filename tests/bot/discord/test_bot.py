@@ -414,6 +414,7 @@ async def test_queue_cancel_show_and_info(
         info = await (await fake.slash_command("info")).wait_original(lambda m: True)
         assert "tiny" in info.content and info.ephemeral
         assert "Last hour: 1 jobs finished" in info.content
+        assert "Workers: 1: local (0 running)" in info.content
         fake.assert_clean()
 
 

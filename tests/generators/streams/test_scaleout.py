@@ -248,3 +248,45 @@ async def test_a_second_result_for_the_same_job_is_not_delivered_again(
         await asyncio.sleep(0.1)
     assert heard.ends(record.id) == [first]
     assert "cannot go from done to done" in caplog.text
+
+
+async def test_memebot_imagine_runs_on_a_memebot_worker(
+    client: Redis, keys: Keys, redis_url: str, tmp_path: Path
+) -> None:
+    """The commands end to end: the bot side holds no model, the worker process runs it."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"model:\n  name: tiny\n  size: {TEST_SIZE}\n  steps: 2\n"
+        f"store:\n  path: {tmp_path / 'bot.db'}\n"
+        f"worker:\n  results_dir: {tmp_path / 'results'}\n"
+        f"queue:\n  backend: redis\n  redis_url: {redis_url}\n  prefix: {keys.prefix}\n"
+    )
+    with (tmp_path / "worker.log").open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "bot", "--config", str(config), "worker", "--name", "gpu0"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        await _until_workers(client, keys, {"gpu0"})
+        out = tmp_path / "grid.png"
+        bot = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "bot", "--config", str(config), "imagine", "a cat --n 4", "-q"),
+            *("-o", str(out)),
+            stderr=subprocess.PIPE,
+        )
+        _, err = await bot.communicate()
+        assert bot.returncode == 0, err.decode()
+        with Image.open(out) as grid:
+            assert grid.size == (2 * TEST_SIZE, 2 * TEST_SIZE)
+        async with asyncio.timeout(10):  # its next heartbeat counts the job
+            while [(w.model, w.done) for w in await live_workers(client, keys)] != [("tiny", 1)]:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+        assert await live_workers(client, keys) == []  # a stopping worker withdraws its heartbeat
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
