@@ -171,8 +171,14 @@ async def work(settings: Settings, name: str | None) -> int:
         queue = RedisQueue(
             client, keys, name=name, claim_idle_s=config.claim_idle_s, max_deliveries=config.max_deliveries
         )
+        # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
+        spool = settings.worker.results_dir / "spool" / name
         worker = GenerationWorker(
-            backend, queue, config=settings.worker, limits=settings.limits, render=settings.render
+            backend,
+            queue,
+            config=settings.worker.model_copy(update={"results_dir": spool}),
+            limits=settings.limits,
+            render=settings.render,
         )
         relay = Relay(
             client,

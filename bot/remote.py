@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
+import math
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,12 +46,14 @@ from generators.streams.codec import decode
 from generators.streams.heartbeat import WorkerStatus, live_workers
 from generators.streams.keys import BOT_GROUP, GROUP, Keys
 from generators.streams.scripts import Scripts
-from generators.streams.tasks import stop_tasks
+from generators.streams.tasks import file_io, stop_tasks
 
 log = logging.getLogger(__name__)
 
 #: How long a cancel request waits for a running job's worker (it only needs a step or two).
 CANCEL_FLAG_S = 3600
+#: How long after a job moved the bot reads the queue's order again.
+REFRESH_DELAY_S = 0.05
 #: A restart waits at most this long for the events that arrived while it was away.
 SYNC_TIMEOUT_S = 30.0
 EXPIRED_REASON = "the result expired before this bot could fetch it; please ask again"
@@ -113,12 +118,14 @@ class RemoteWorker:
         self._model = model
         self._queue = QueueSnapshot(per_user=per_user, total=total)
         self._workers: list[WorkerStatus] = []
+        self._workers_read_at = -math.inf
         self._positions: dict[str, int] = {}
         self._refresh_lock = asyncio.Lock()
         self._moved = asyncio.Event()
         self._read_upto = (0, 0)
         self._read = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: tuple[list[bytes], list[str]] = ([], [])  # handed over, not yet acknowledged
         self._warned_models: set[str] = set()
 
     @property
@@ -148,10 +155,17 @@ class RemoteWorker:
 
     async def __aexit__(self, *exc: object) -> None:
         await stop_tasks(self._tasks)
+        # The last batch may be recorded but not yet acknowledged (a CLI run stops as soon as it
+        # hears its result): acknowledge it once the service has recorded all of it (it has, if it
+        # stopped cleanly), or the next start would read those events again.
+        with contextlib.suppress(RedisError, TimeoutError):
+            async with asyncio.timeout(1):
+                await self.events.join()
+                await self._acknowledge()
 
     # -- the runner ---------------------------------------------------------------------------------
 
-    async def submit(self, job: Job, *, force: bool = False) -> int:
+    async def submit(self, job: Job, *, force: bool = False) -> None:
         """Append ``job`` to its owner's stream if both caps allow (``force``: always)."""
         keys = self.keys
         try:
@@ -184,8 +198,7 @@ class RemoteWorker:
             raise user_queue_full(self._queue.per_user)
         if answer == b"total":
             raise queue_full(self._queue.total)
-        await self.refresh()
-        return self._positions.get(job.id, 0)
+        self._moved.set()  # the refresher reads the new order and tells the job its place
 
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting job, or flag a running one for its worker."""
@@ -238,8 +251,10 @@ class RemoteWorker:
                 if reply.decode() == self.stream:
                     mine.add(job.id)
             self._queue.update(order)
-            self._workers = await live_workers(self.client, self.keys)
-            self._check_models()
+            if time.monotonic() - self._workers_read_at >= self.refresh_s:  # heartbeats are slower
+                self._workers = await live_workers(self.client, self.keys)
+                self._workers_read_at = time.monotonic()
+                self._check_models()
             self._tell_positions(order, mine)
 
     def _tell_positions(self, order: list[Job], mine: set[str]) -> None:
@@ -269,6 +284,9 @@ class RemoteWorker:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._moved.wait(), self.refresh_s)
+                # Let the moment pass: a job that just started or ended is being recorded and
+                # delivered, and more jobs often move together; positions can wait a few ms.
+                await asyncio.sleep(REFRESH_DELAY_S)
             self._moved.clear()
             try:
                 await self.refresh()
@@ -318,14 +336,22 @@ class RemoteWorker:
             if isinstance(event, (Started, *TERMINAL)):
                 self._moved.set()
             self.events.put_nowait((job_id, event))
+        self._in_flight = ([entry_id for entry_id, _ in entries], fetched)
         await self.events.join()
-        ids = [entry_id for entry_id, _ in entries]
+        await self._acknowledge()
+
+    async def _acknowledge(self) -> None:
+        """Drop the entries in flight, now recorded by the service, and the result keys read."""
+        ids, fetched = self._in_flight
+        if not ids:
+            return
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.xack(self.stream, BOT_GROUP, *ids)
             pipe.xdel(self.stream, *ids)
             if fetched:
                 pipe.delete(*fetched)
             await pipe.execute()
+        self._in_flight = ([], [])
         async with self._read:
             self._read_upto = _entry_id(ids[-1])
             self._read.notify_all()
@@ -344,7 +370,8 @@ class RemoteWorker:
                 log.warning("result file %s is gone from redis", name, extra={"job_id": job_id})
                 return Failed(EXPIRED_REASON)
             if data is not None:
-                target = await asyncio.to_thread(write_result, self.results_dir, job_id, name, data)
+                write = functools.partial(write_result, self.results_dir, job_id, name, data)
+                target = await file_io(len(data), write)
             files.append(MediaFile(target, file.mime, file.size))
         return Finished(dataclasses.replace(event.result, files=tuple(files)))
 

@@ -48,8 +48,8 @@ class Runner(Protocol):
         """The workers serving this bot, as last heard of."""
         ...
 
-    async def submit(self, job: Job, *, force: bool = False) -> int:
-        """Queue ``job`` (``force`` skips the caps); return its position. Raises QueueFull."""
+    async def submit(self, job: Job, *, force: bool = False) -> None:
+        """Queue ``job`` (``force`` skips the caps); its place comes as a Queued event. Raises QueueFull."""
         ...
 
     async def cancel(self, job_id: str) -> bool:
@@ -88,9 +88,9 @@ class LocalRunner:
         info = self.model
         return [WorkerStatus("local", info.name, info.device, busy=self.worker.busy)]
 
-    async def submit(self, job: Job, *, force: bool = False) -> int:
+    async def submit(self, job: Job, *, force: bool = False) -> None:
         """Queue ``job`` for the worker."""
-        return self.worker.submit(job, force=force)
+        self.worker.submit(job, force=force)
 
     async def cancel(self, job_id: str) -> bool:
         """Cancel through the worker."""

@@ -1,4 +1,8 @@
-"""Workers announce themselves: a hash per worker that expires unless the worker renews it."""
+"""Workers announce themselves: a hash per worker that expires unless the worker renews it.
+
+A sorted set of names (scored by when each announcement expires) lists them, so reading the live
+workers costs one range and one pipeline, not a scan of the whole keyspace.
+"""
 
 from __future__ import annotations
 
@@ -48,28 +52,37 @@ class WorkerStatus:
 async def announce(client: Redis, keys: Keys, status: WorkerStatus, ttl_s: float) -> None:
     """Write ``status``, to expire after ``ttl_s`` unless announced again."""
     key = keys.worker(status.name)
-    fields = dataclasses.replace(status, seen_at=time.time()).to_fields()
+    now = time.time()
+    fields = dataclasses.replace(status, seen_at=now).to_fields()
     async with client.pipeline(transaction=True) as pipe:
         pipe.delete(key)  # a field from an older announcement (a speed) must not linger
         pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py's mapping type is invariant
         pipe.pexpire(key, max(1, int(ttl_s * 1000)))
+        pipe.zadd(keys.workers, {status.name: now + ttl_s})
         await pipe.execute()
 
 
 async def withdraw(client: Redis, keys: Keys, name: str) -> None:
     """Remove a stopping worker's announcement at once."""
-    await client.delete(keys.worker(name))
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.worker(name))
+        pipe.zrem(keys.workers, name)
+        await pipe.execute()
 
 
 async def live_workers(client: Redis, keys: Keys) -> list[WorkerStatus]:
     """Every worker whose announcement has not expired, by name."""
-    names = [key async for key in client.scan_iter(match=keys.worker_pattern, count=100)]
-    statuses = []
-    for key in sorted(names):
-        fields = await client.hgetall(key)
-        if fields:  # expired between the scan and the read
-            statuses.append(WorkerStatus.from_fields(fields))
-    return statuses
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(keys.workers, "-inf", time.time())  # those that stopped announcing
+        pipe.zrange(keys.workers, 0, -1)
+        _, names = await pipe.execute()
+    if not names:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for name in sorted(names):
+            pipe.hgetall(keys.worker(_text(name)))
+        found = await pipe.execute()
+    return [WorkerStatus.from_fields(fields) for fields in found if fields]  # empty: expired meanwhile
 
 
 def _text(value: bytes | str) -> str:

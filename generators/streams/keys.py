@@ -86,9 +86,9 @@ class Keys:
         return f"{self.prefix}:worker:{name}"
 
     @property
-    def worker_pattern(self) -> str:
-        """SCAN pattern of every heartbeat key."""
-        return f"{self.prefix}:worker:*"
+    def workers(self) -> str:
+        """Sorted set of worker names, scored by when their heartbeat expires."""
+        return f"{self.prefix}:workers"
 
     @property
     def wake(self) -> str:

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -163,22 +163,39 @@ class RedisQueue:
         """How many jobs this worker holds."""
         return len(self._held)
 
-    async def report(self, job_id: str, fields: Fields, *, terminal: bool) -> bool:
+    async def report(
+        self,
+        job_id: str,
+        fields: Fields,
+        *,
+        terminal: bool,
+        files: Mapping[str, bytes] | None = None,
+        files_ttl_s: int = 0,
+    ) -> bool:
         """Send one event to the job's bot; a terminal one also acknowledges the job.
 
-        False when the job was not ours to report (another worker took it over).
+        ``files`` (key → bytes) are written in the same round trip, before the event, expiring after
+        ``files_ttl_s``. False when the job was not ours to report (another worker took it over); a
+        RedisError leaves the job held, so the report can be tried again.
         """
-        held = self._held.pop(job_id, None) if terminal else self._held.get(job_id)
+        held = self._held.get(job_id)
         if held is None:
             log.warning("job %s is not held by this worker; its %s event is dropped", job_id, fields["type"])
             return False
         keys = self.keys
-        sent = await self.scripts.report(
-            keys=[keys.job(job_id), held.reply, held.stream, keys.streams, keys.cancel(job_id)],
-            args=[self.name, GROUP, held.entry, int(terminal), EVENTS_MAXLEN, *_flatten(fields.items())],
-        )
-        if not sent:
+        script_keys = [keys.job(job_id), held.reply, held.stream, keys.streams, keys.cancel(job_id)]
+        args = [self.name, GROUP, held.entry, int(terminal), EVENTS_MAXLEN, *_flatten(fields.items())]
+        if files:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, data in files.items():
+                    pipe.set(key, data, ex=files_ttl_s)
+                await self.scripts.report(keys=script_keys, args=args, client=pipe)
+                *_, sent = await pipe.execute()
+        else:
+            sent = await self.scripts.report(keys=script_keys, args=args)
+        if terminal or not sent:
             self._held.pop(job_id, None)
+        if not sent:
             log.warning("job %s was taken over by another worker; this one's result is dropped", job_id)
         return bool(sent)
 

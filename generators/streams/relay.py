@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import shutil
 from pathlib import Path
@@ -22,7 +23,7 @@ from generators.streams.codec import encode
 from generators.streams.heartbeat import WorkerStatus, announce, withdraw
 from generators.streams.keys import Keys
 from generators.streams.queue import RedisQueue
-from generators.streams.tasks import stop_tasks
+from generators.streams.tasks import file_io, stop_tasks
 from generators.worker import GenerationWorker
 
 log = logging.getLogger(__name__)
@@ -106,37 +107,40 @@ class Relay:
             await self.queue.report(job_id, encode(job_id, event), terminal=False)
             return
         folder: Path | None = None
+        files: dict[str, bytes] = {}
         if isinstance(event, Finished):
             folder = event.result.primary.path.parent
-            event = Finished(await self._upload(event.result))
-            self._measure(event.result)
-        sent = await self._send_terminal(job_id, event)
+            size = sum(file.size for file in event.result.files)
+            result, files = await file_io(size, functools.partial(self._spooled, event.result))
+            event = Finished(result)
+            self._measure(result)
+        sent = await self._send_terminal(job_id, event, files)
         if isinstance(event, Finished) and not sent:
             await self.client.delete(*[self.keys.result(job_id, f.path.name) for f in event.result.files])
         if folder is not None:  # the bot keeps its own copy; this disk is only a spool
             await asyncio.to_thread(shutil.rmtree, folder, True)
         self.done += 1
 
-    async def _send_terminal(self, job_id: str, event: Progress) -> bool:
+    async def _send_terminal(self, job_id: str, event: Progress, files: dict[str, bytes]) -> bool:
+        fields = encode(job_id, event)
         for attempt in range(1, SEND_TRIES + 1):
             try:
-                return await self.queue.report(job_id, encode(job_id, event), terminal=True)
+                return await self.queue.report(
+                    job_id, fields, terminal=True, files=files, files_ttl_s=self.result_ttl_s
+                )
             except RedisError as error:
                 log.warning("redis: %s (try %d of %d)", error, attempt, SEND_TRIES)
                 await asyncio.sleep(self.heartbeat_s)
         # Still pending in its stream: another worker takes it over after claim_idle_s.
         return False
 
-    async def _upload(self, result: GenerationResult) -> GenerationResult:
-        """Put the files' bytes in Redis; the result then names them without a path."""
-        files = []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for file in result.files:
-                data = await asyncio.to_thread(file.path.read_bytes)
-                pipe.set(self.keys.result(result.job_id, file.path.name), data, ex=self.result_ttl_s)
-                files.append(MediaFile(Path(file.path.name), file.mime, len(data)))
-            await pipe.execute()
-        return dataclasses.replace(result, files=tuple(files))
+    def _spooled(self, result: GenerationResult) -> tuple[GenerationResult, dict[str, bytes]]:
+        """The result naming its files without a path, and their bytes by Redis key (reads the disk)."""
+        named, data = [], {}
+        for file in result.files:
+            data[self.keys.result(result.job_id, file.path.name)] = content = file.path.read_bytes()
+            named.append(MediaFile(Path(file.path.name), file.mime, len(content)))
+        return dataclasses.replace(result, files=tuple(named)), data
 
     def _measure(self, result: GenerationResult) -> None:
         # elapsed_s is the whole batch's time, so a batched job reads slow: a floor, fine for ETAs.

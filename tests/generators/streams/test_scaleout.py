@@ -279,6 +279,9 @@ async def test_memebot_imagine_runs_on_a_memebot_worker(
         assert bot.returncode == 0, err.decode()
         with Image.open(out) as grid:
             assert grid.size == (2 * TEST_SIZE, 2 * TEST_SIZE)
+        # It stopped as soon as it had its result, and still acknowledged every event it read.
+        streams = [key async for key in client.scan_iter(match=f"{keys.prefix}:events:*")]
+        assert len(streams) == 1 and await client.xlen(streams[0]) == 0
         async with asyncio.timeout(10):  # its next heartbeat counts the job
             while [(w.model, w.done) for w in await live_workers(client, keys)] != [("tiny", 1)]:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
