@@ -1,0 +1,273 @@
+"""Scale-out benchmarks on the tiny model and a local redis-server, against baselines from the same run.
+
+- throughput: images/s with 1, 2 and 4 ``memebot worker`` processes sharing one queue, vs 1 worker;
+- latency: one small job from submit to its delivered result, through Redis (bot, Redis and a worker
+  on this machine) vs the in-process queue, on the same pipeline; the difference is what Redis adds.
+
+    python benchmarks/bench_redis.py [--json benchmarks/results/redis.json] [--jobs 24] [--runs 30]
+
+Needs ``redis-server`` on the PATH (Debian: ``apt-get install redis-server``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from redis.asyncio import Redis
+
+from bot.jobs import JobService
+from bot.remote import RemoteWorker, instance_name
+from bot.store import Store
+from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
+from generators.pipelines import describe_model, load_backend
+from generators.queue import InProcessQueue
+from generators.requests import TERMINAL, Finished
+from generators.streams.heartbeat import live_workers
+from generators.streams.keys import Keys
+from generators.worker import GenerationWorker
+
+#: The throughput jobs: big enough that generation, not Redis, is the work.
+SIZE, STEPS, IMAGES = 128, 4, 2
+#: The latency jobs: as small as the model allows, so Redis's share shows.
+SMALL = "a cat --n 1 --steps 1"
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """A redis-server on a free port without persistence; its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        sys.exit("redis-server is not installed (Debian: apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen([*args, "--dir", str(folder)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def remote_bot(
+    client: Redis, keys: Keys, folder: Path, model: ModelConfig
+) -> AsyncIterator[JobService]:
+    """The bot side of ``queue.backend: redis``, as ``memebot run`` builds it."""
+    async with Store.open(folder / "jobs.db") as store:
+        remote = RemoteWorker(
+            client,
+            keys,
+            instance=await instance_name(store),
+            model=describe_model(model),
+            results_dir=folder / "results",
+            per_user=1000,
+            total=10_000,
+        )
+        async with remote:
+            service = JobService(store, remote, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
+            async with service:
+                yield service
+
+
+async def finish(service: JobService, job_ids: list[str]) -> None:
+    """Wait until every job in ``job_ids`` has its result."""
+    watches = [service.watch(job_id) for job_id in job_ids]
+
+    async def one(watch: Any) -> None:
+        async for event in watch:
+            if isinstance(event, TERMINAL):
+                assert isinstance(event, Finished), event
+                return
+
+    await asyncio.gather(*(one(w) for w in watches))
+
+
+async def throughput(redis_url: str, folder: Path, count: int, jobs: int) -> float:
+    """Images per second for ``jobs`` jobs from 8 users with ``count`` worker processes."""
+    keys = Keys(f"bench{count}")
+    # One process per GPU in real use; here they share the CPU, so each gets its share of the cores.
+    threads = max(1, (os.cpu_count() or 1) // count)
+    async with Redis.from_url(redis_url) as client, workers(redis_url, folder, keys, count, SIZE, threads):
+        await until_workers(client, keys, count)
+        async with remote_bot(client, keys, folder / f"bot{count}", ModelConfig(name="tiny")) as bot:
+            start = time.perf_counter()
+            ids = []
+            for i in range(jobs):
+                text = f"bench {i} --n {IMAGES} --steps {STEPS}"
+                record = await bot.submit(bot.parse(text), owner=f"u{i % 8}", platform="cli", reply_to={})
+                ids.append(record.id)
+            await finish(bot, ids)
+            return jobs * IMAGES / (time.perf_counter() - start)
+
+
+async def one_job(service: JobService) -> float:
+    """Seconds from submit to the delivered result of one small job."""
+    start = time.perf_counter()
+    record = await service.submit(service.parse(SMALL), owner="u", platform="cli", reply_to={})
+    await finish(service, [record.id])
+    return time.perf_counter() - start
+
+
+async def latency(redis_url: str, folder: Path, runs: int) -> tuple[float, float, float]:
+    """Median seconds per small job through Redis to a worker process and through the in-process queue,
+    and the median of the difference between the two jobs of each round.
+
+    Both run the pipeline on one thread, so on a small machine a core is left to the event loops and
+    Redis, as a GPU would leave it. The two paths take turns, so both see the same machine.
+    """
+    torch.set_num_threads(1)
+    model = ModelConfig(name="tiny", size=64)
+    backend = await asyncio.to_thread(load_backend, model)
+    local = GenerationWorker(
+        backend,
+        InProcessQueue(per_user=100, total=1000),
+        config=WorkerConfig(results_dir=folder / "local"),
+        limits=LimitsConfig(),
+        render=RenderConfig(),
+    )
+    keys = Keys("latency")
+    times: dict[str, list[float]] = {"memory": [], "redis": []}
+    async with (
+        Redis.from_url(redis_url) as client,
+        workers(redis_url, folder, keys, 1, 64, threads=1),
+        Store.open(folder / "local.db") as store,
+        local,
+        JobService(store, local, LimitsConfig(), budget_bytes=10 * 1024 * 1024) as memory,
+    ):
+        await until_workers(client, keys, 1)
+        async with remote_bot(client, keys, folder / "remote", model) as redis:
+            for i in range(runs + 3):  # the first three warm up
+                order = [("memory", memory), ("redis", redis)]
+                for name, service in order if i % 2 else reversed(order):
+                    seconds = await one_job(service)
+                    if i >= 3:
+                        times[name].append(seconds)
+    added = [r - m for r, m in zip(times["redis"], times["memory"], strict=True)]
+    return statistics.median(times["redis"]), statistics.median(times["memory"]), statistics.median(added)
+
+
+async def round_trip(redis_url: str, runs: int = 200) -> float:
+    """Median seconds of one PING from this process: the unit every hop of the Redis path costs."""
+    async with Redis.from_url(redis_url) as client:
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            await client.ping()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@contextlib.asynccontextmanager
+async def workers(
+    redis_url: str, folder: Path, keys: Keys, count: int, size: int, threads: int
+) -> AsyncIterator[None]:
+    """``count`` ``memebot worker`` processes on the tiny model, each with ``threads`` torch threads."""
+    config = folder / f"{keys.prefix}.yaml"
+    config.write_text(
+        f"model:\n  name: tiny\n  size: {size}\n  steps: {STEPS}\n"
+        f"worker:\n  results_dir: {folder / f'{keys.prefix}-spool'}\n"
+        f"queue:\n  backend: redis\n  redis_url: {redis_url}\n  prefix: {keys.prefix}\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "bot", "--config", str(config), "worker", "--name"]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *command, f"w{i}", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for i in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            await proc.wait()
+
+
+async def until_workers(client: Redis, keys: Keys, count: int) -> None:
+    """Wait until ``count`` workers announce themselves."""
+    while len(await live_workers(client, keys)) < count:  # noqa: ASYNC110 - nothing to wait on but Redis
+        await asyncio.sleep(0.2)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"{'case':<50} {'ours':>10} {'baseline':>10} {'ratio':>7}  {'goal':<22} met")
+    for r in rows:
+        met = "yes" if r["met"] else "NO"
+        numbers = f"{r['ours']:>10.3f} {r['baseline']:>10.3f} {r['ratio']:>7.3f}"
+        print(f"{r['case']:<50} {numbers}  {r['goal']:<22} {met}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/redis.json"))
+    parser.add_argument("--jobs", type=int, default=24)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as url:
+        folder = Path(tmp)
+        rates = {n: await throughput(url, folder, n, args.jobs) for n in (1, 2, 4)}
+        remote, memory, added = await latency(url, folder, args.runs)
+        added_ms = added * 1000
+        rtt_ms = await round_trip(url) * 1000
+        rows.append(
+            {
+                "case": "latency per job, ms (redis vs in-process)",
+                "ours": remote * 1000,
+                "baseline": memory * 1000,
+                "ratio": remote / memory,
+                "goal": "added <= 5 ms",
+                "added_ms": round(added_ms, 2),
+                "redis_round_trip_ms": round(rtt_ms, 3),
+                "met": added_ms <= 5,
+            }
+        )
+        for n in (1, 2, 4):
+            rows.append(
+                {
+                    "case": f"throughput, images/s, {n} worker(s) vs 1",
+                    "ours": rates[n],
+                    "baseline": rates[1],
+                    "ratio": rates[n] / rates[1],
+                    "goal": "report (CPU-bound here)",
+                    "met": True,
+                }
+            )
+    print_table(rows)
+    print(
+        f"added latency of the Redis path: {added_ms:.2f} ms per job (one Redis round trip: {rtt_ms:.3f} ms)"
+    )
+    print(
+        f"{os.cpu_count()} CPU cores shared by the pipeline(s), the bot, the workers' loops and redis-server"
+    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    result = {"cpus": os.cpu_count(), "size": SIZE, "steps": STEPS, "images_per_job": IMAGES, "rows": rows}
+    args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
