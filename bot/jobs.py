@@ -268,6 +268,6 @@ class JobService:
             elif isinstance(event, Cancelled):
                 await self.store.transition(job_id, JobStatus.CANCELLED)
         except InvalidTransition as error:
-            log.warning("job %s: %s", job_id, error)
+            log.warning("%s", error)  # it names the job
             return False
         return True

@@ -300,7 +300,7 @@ class GenerationWorker:
         try:
             result = await self.loop.run_in_executor(self._encoder, work)
         except Exception:
-            log.exception("rendering job %s failed", job.id)
+            log.exception("rendering job %s failed", job.id, extra={"job_id": job.id})
             self._release(job.id, Failed(INTERNAL_REASON))
             return
         self._release(job.id, Finished(result))
@@ -375,7 +375,9 @@ class GenerationWorker:
         except torch.OutOfMemoryError:
             return self._split_after_oom(spec, items, progress)
         except Exception:
-            log.exception("pipeline call failed for jobs %s", ", ".join(job_ids))
+            log.exception(
+                "pipeline call failed for jobs %s", ", ".join(job_ids), extra={"job_id": ",".join(job_ids)}
+            )
             if len(job_ids) == 1:
                 return dict.fromkeys(items, _Failure(INTERNAL_REASON))
             # Run each job alone so the one that breaks the call fails by itself.
@@ -395,7 +397,11 @@ class GenerationWorker:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         if len(items) == 1:
-            log.warning("out of memory for a single image of job %s", items[0].job_id)
+            log.warning(
+                "out of memory for a single image of job %s",
+                items[0].job_id,
+                extra={"job_id": items[0].job_id},
+            )
             return {items[0]: _Failure(OOM_REASON)}
         half = len(items) // 2
         log.warning("out of memory for %d images: retrying as %d + %d", len(items), half, len(items) - half)

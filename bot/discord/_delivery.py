@@ -102,7 +102,7 @@ class Delivery:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._terminal_arrives(tracked), self.config.edit_interval_s)
         except Exception:
-            log.exception("delivering job %s failed", job_id)
+            log.exception("delivering job %s failed", job_id, extra={"job_id": job_id})
         finally:
             self._tracked.pop(job_id, None)
 
@@ -130,7 +130,7 @@ class Delivery:
         try:
             message = await self._post_final(record)
         except (discord.HTTPException, Undeliverable) as error:
-            log.warning("job %s could not be delivered: %s", record.id, error)
+            log.warning("job %s could not be delivered: %s", record.id, error, extra={"job_id": record.id})
             with contextlib.suppress(InvalidTransition):
                 await self.service.store.transition(record.id, JobStatus.UNDELIVERABLE, error=str(error))
             return

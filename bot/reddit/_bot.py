@@ -216,7 +216,12 @@ class RedditBot:
             return
         fullname = str(record.reply_to.get("fullname", ""))
         if not fullname.startswith("t1_"):
-            log.warning("job %s has no Reddit comment to answer (reply_to %s)", job_id, record.reply_to)
+            log.warning(
+                "job %s has no Reddit comment to answer (reply_to %s)",
+                job_id,
+                record.reply_to,
+                extra={"job_id": job_id},
+            )
             with contextlib.suppress(InvalidTransition):
                 await self.service.store.transition(
                     job_id, JobStatus.UNDELIVERABLE, error="no comment to answer"
@@ -225,7 +230,12 @@ class RedditBot:
         async with self.ledger.holding(fullname):
             entry = await self.ledger.get(fullname)
             if entry is None:  # cannot happen: items are recorded before their job is submitted
-                log.warning("job %s answers %s, which the ledger does not know", job_id, fullname)
+                log.warning(
+                    "job %s answers %s, which the ledger does not know",
+                    job_id,
+                    fullname,
+                    extra={"job_id": job_id},
+                )
                 entry = Entry(State.QUEUED, record.owner, "", "", record.created_at, job_id=job_id)
             if entry.state not in (State.REPLIED, State.UNDELIVERABLE):
                 entry, text = await self._answer(fullname, entry, record)
