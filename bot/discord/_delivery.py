@@ -53,9 +53,12 @@ class Delivery:
         self.service = service
         self.config = config
         self._tracked: dict[str, _Tracked] = {}
+        self._closed = False
 
     def on_event(self, job_id: str, event: Progress) -> None:
         """The job service's handler for Discord jobs: remember the event, wake the job's task."""
+        if self._closed:
+            return  # stopping: the store has the job's state, and the next start delivers it
         tracked = self._tracked.setdefault(job_id, _Tracked())
         tracked.latest = event
         if isinstance(event, Preview):
@@ -73,6 +76,7 @@ class Delivery:
     async def close(self, grace: float = 10.0) -> None:
         """Let final posts in flight finish (a post without its DELIVERED mark would be repeated
         after a restart); stop following the rest, whose state is in the store for the next start."""
+        self._closed = True
         finishing = [t.task for t in self._tracked.values() if t.task is not None and t.delivering]
         waiting = [t.task for t in self._tracked.values() if t.task is not None and not t.delivering]
         for task in waiting:

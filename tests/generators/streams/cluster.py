@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -105,3 +107,25 @@ class Heard:
             while not all(any(isinstance(e, kind) for e in self.events[j]) for j in wanted):
                 self._changed.clear()
                 await self._changed.wait()
+
+
+def write_config(folder: Path, keys: Keys, redis_url: str, queue_extra: str = "") -> Path:
+    """A config.yaml for ``memebot`` processes on the tiny model and this test's Redis prefix."""
+    config = folder / "config.yaml"
+    config.write_text(
+        f"model:\n  name: tiny\n  size: {TEST_SIZE}\n  steps: 2\n"
+        f"store:\n  path: {folder / 'bot.db'}\n"
+        f"worker:\n  results_dir: {folder / 'results'}\n"
+        f"queue:\n  backend: redis\n  redis_url: {redis_url}\n  prefix: {keys.prefix}\n{queue_extra}"
+    )
+    return config
+
+
+async def start_worker(config: Path, name: str) -> asyncio.subprocess.Process:
+    """``memebot worker --name NAME`` in its own process, its output in NAME.log beside the config."""
+    with (config.parent / f"{name}.log").open("w") as log:
+        return await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "bot", "--config", str(config), "worker", "--name", name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

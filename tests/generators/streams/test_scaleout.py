@@ -22,7 +22,7 @@ from generators.streams.codec import encode
 from generators.streams.heartbeat import live_workers
 from generators.streams.keys import GROUP, Keys
 from generators.streams.queue import DEAD_REASON, RedisQueue
-from tests.generators.streams.cluster import Heard, bot, worker
+from tests.generators.streams.cluster import Heard, bot, start_worker, worker, write_config
 from tests.helpers import TEST_SIZE
 
 #: About two seconds of denoising on two CPU cores: long enough to act while it runs.
@@ -65,21 +65,8 @@ async def test_two_workers_share_a_burst_in_fair_order(
 async def test_a_job_on_a_killed_worker_finishes_on_the_other_and_is_delivered_once(
     client: Redis, keys: Keys, redis_url: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"model:\n  name: tiny\n  size: {TEST_SIZE}\n  steps: 2\n"
-        f"worker:\n  results_dir: {tmp_path / 'spool'}\n"
-        f"queue:\n  backend: redis\n  redis_url: {redis_url}\n  prefix: {keys.prefix}\n  claim_idle_s: 1.0\n"
-    )
-    logs = {name: (tmp_path / f"{name}.log").open("w") for name in ("w1", "w2")}
-    procs = {
-        name: await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "bot", "--config", str(config), "worker", "--name", name),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        for name, log in logs.items()
-    }
+    config = write_config(tmp_path, keys, redis_url, "  claim_idle_s: 1.0\n")
+    procs = {name: await start_worker(config, name) for name in ("w1", "w2")}
     try:
         await _until_workers(client, keys, {"w1", "w2"})
         heard = Heard()
@@ -110,8 +97,6 @@ async def test_a_job_on_a_killed_worker_finishes_on_the_other_and_is_delivered_o
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        for log in logs.values():
-            log.close()
 
 
 async def _until_workers(client: Redis, keys: Keys, names: set[str], limit_s: float = 90) -> None:
@@ -254,19 +239,8 @@ async def test_memebot_imagine_runs_on_a_memebot_worker(
     client: Redis, keys: Keys, redis_url: str, tmp_path: Path
 ) -> None:
     """The commands end to end: the bot side holds no model, the worker process runs it."""
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"model:\n  name: tiny\n  size: {TEST_SIZE}\n  steps: 2\n"
-        f"store:\n  path: {tmp_path / 'bot.db'}\n"
-        f"worker:\n  results_dir: {tmp_path / 'results'}\n"
-        f"queue:\n  backend: redis\n  redis_url: {redis_url}\n  prefix: {keys.prefix}\n"
-    )
-    with (tmp_path / "worker.log").open("w") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "bot", "--config", str(config), "worker", "--name", "gpu0"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    config = write_config(tmp_path, keys, redis_url)
+    proc = await start_worker(config, "gpu0")
     try:
         await _until_workers(client, keys, {"gpu0"})
         out = tmp_path / "grid.png"
