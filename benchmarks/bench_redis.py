@@ -30,16 +30,13 @@ from typing import Any
 import torch
 from redis.asyncio import Redis
 
+from bot.__main__ import open_core
 from bot.jobs import JobService
-from bot.remote import RemoteWorker, instance_name
-from bot.store import Store
-from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
-from generators.pipelines import describe_model, load_backend
-from generators.queue import InProcessQueue
+from bot.settings import QueueConfig, Settings, StoreConfig
+from generators.config import ModelConfig, WorkerConfig
 from generators.requests import TERMINAL, Finished
 from generators.streams.heartbeat import live_workers
 from generators.streams.keys import Keys
-from generators.worker import GenerationWorker
 
 #: The throughput jobs: big enough that generation, not Redis, is the work.
 SIZE, STEPS, IMAGES = 128, 4, 2
@@ -70,25 +67,22 @@ def redis_server(folder: Path) -> Iterator[str]:
         proc.wait(10)
 
 
-@contextlib.asynccontextmanager
-async def remote_bot(
-    client: Redis, keys: Keys, folder: Path, model: ModelConfig
-) -> AsyncIterator[JobService]:
-    """The bot side of ``queue.backend: redis``, as ``memebot run`` builds it."""
-    async with Store.open(folder / "jobs.db") as store:
-        remote = RemoteWorker(
-            client,
-            keys,
-            instance=await instance_name(store),
-            model=describe_model(model),
-            results_dir=folder / "results",
-            per_user=1000,
-            total=10_000,
-        )
-        async with remote:
-            service = JobService(store, remote, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
-            async with service:
-                yield service
+def core(
+    folder: Path, model: ModelConfig, queue: QueueConfig
+) -> contextlib.AbstractAsyncContextManager[JobService]:
+    """A job service as ``memebot run`` builds it: the model in process, or Redis workers."""
+    settings = Settings(
+        model=model,
+        store=StoreConfig(path=folder / "jobs.db"),
+        worker=WorkerConfig(results_dir=folder / "results", per_user_queue=1000, global_queue=10_000),
+        queue=queue,
+    )
+    return open_core(settings)
+
+
+def on_redis(redis_url: str, keys: Keys) -> QueueConfig:
+    """The queue settings of bots and workers on ``keys.prefix``."""
+    return QueueConfig(backend="redis", redis_url=redis_url, prefix=keys.prefix)
 
 
 async def finish(service: JobService, job_ids: list[str]) -> None:
@@ -111,7 +105,7 @@ async def throughput(redis_url: str, folder: Path, count: int, jobs: int) -> flo
     threads = max(1, (os.cpu_count() or 1) // count)
     async with Redis.from_url(redis_url) as client, workers(redis_url, folder, keys, count, SIZE, threads):
         await until_workers(client, keys, count)
-        async with remote_bot(client, keys, folder / f"bot{count}", ModelConfig(name="tiny")) as bot:
+        async with core(folder / f"bot{count}", ModelConfig(name="tiny"), on_redis(redis_url, keys)) as bot:
             start = time.perf_counter()
             ids = []
             for i in range(jobs):
@@ -139,25 +133,15 @@ async def latency(redis_url: str, folder: Path, runs: int) -> tuple[float, float
     """
     torch.set_num_threads(1)
     model = ModelConfig(name="tiny", size=64)
-    backend = await asyncio.to_thread(load_backend, model)
-    local = GenerationWorker(
-        backend,
-        InProcessQueue(per_user=100, total=1000),
-        config=WorkerConfig(results_dir=folder / "local"),
-        limits=LimitsConfig(),
-        render=RenderConfig(),
-    )
     keys = Keys("latency")
     times: dict[str, list[float]] = {"memory": [], "redis": []}
     async with (
         Redis.from_url(redis_url) as client,
         workers(redis_url, folder, keys, 1, 64, threads=1),
-        Store.open(folder / "local.db") as store,
-        local,
-        JobService(store, local, LimitsConfig(), budget_bytes=10 * 1024 * 1024) as memory,
+        core(folder / "local", model, QueueConfig()) as memory,
     ):
         await until_workers(client, keys, 1)
-        async with remote_bot(client, keys, folder / "remote", model) as redis:
+        async with core(folder / "remote", model, on_redis(redis_url, keys)) as redis:
             for i in range(runs + 3):  # the first three warm up
                 order = [("memory", memory), ("redis", redis)]
                 for name, service in order if i % 2 else reversed(order):

@@ -229,12 +229,6 @@ class Store:
         """QUEUED and RUNNING jobs, oldest first."""
         return await self._select("WHERE status IN (?, ?) ORDER BY created_at, rowid", (S.QUEUED, S.RUNNING))
 
-    async def requeue_unfinished(self) -> list[JobRecord]:
-        """On start: RUNNING jobs go back to QUEUED; return every unfinished job, oldest first."""
-        await self._db.execute("UPDATE jobs SET status = ? WHERE status = ?", (S.QUEUED, S.RUNNING))
-        await self._db.commit()
-        return await self.unfinished()
-
     async def undelivered(self) -> list[JobRecord]:
         """Finished jobs whose owner has not been told yet, oldest first."""
         marks = ", ".join("?" * len(FINISHED))
