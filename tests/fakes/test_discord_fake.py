@@ -295,9 +295,10 @@ async def test_heartbeats_arrive_on_time_while_idle_and_a_blocked_loop_shows(
     fake, _ = world
     await asyncio.sleep(fake.heartbeat_interval * 4)
     assert len(fake.connections[0].heartbeats) >= 4
-    assert fake.max_heartbeat_gap() < fake.heartbeat_interval + 0.25 and not fake.late_heartbeats()
+    assert not fake.late_heartbeats()
     time.sleep(fake.heartbeat_interval * 3)  # noqa: ASYNC251 -- blocks the loop, as inference on it would
-    assert fake.late_heartbeats()
+    # The sleep alone makes a gap of three intervals: over one interval of slack whatever the load.
+    assert fake.late_heartbeats(slack=fake.heartbeat_interval)
     await asyncio.sleep(fake.heartbeat_interval)  # let the client catch up before teardown
 
 
