@@ -30,8 +30,11 @@ from bot.progress import ProgressLine
 from bot.remote import RemoteWorker, instance_name
 from bot.settings import ConfigError, QueueConfig, Settings
 from bot.store import Store
+from generators.config import ModelConfig, ModelsConfig
 from generators.errors import ModelLoadError, UserError
-from generators.pipelines import describe_model, load_backend
+from generators.models import Catalog
+from generators.pool import ModelPool
+from generators.presets import describe_model
 from generators.queue import InProcessQueue
 from generators.requests import Failed, Finished, GenerationResult
 from generators.streams.keys import Keys
@@ -52,12 +55,13 @@ def open_core(settings: Settings) -> contextlib.AbstractAsyncContextManager[JobS
 
 @contextlib.asynccontextmanager
 async def _local_core(settings: Settings) -> AsyncIterator[JobService]:
-    """Model, in-process queue, worker, store and job service."""
-    backend = await asyncio.to_thread(load_backend, settings.model)
-    queue = InProcessQueue(per_user=settings.worker.per_user_queue, total=settings.worker.global_queue)
-    worker = GenerationWorker(
-        backend, queue, config=settings.worker, limits=settings.limits, render=settings.render
+    """Models, in-process queue, worker, store and job service."""
+    pool = ModelPool.from_config(settings.models, settings.worker)
+    config = settings.worker
+    queue = InProcessQueue(
+        per_user=config.per_user_queue, total=config.global_queue, switch_after=config.switch_after
     )
+    worker = GenerationWorker(pool, queue, config=config, limits=settings.limits, render=settings.render)
     async with Store.open(settings.store.path) as store:
         service = JobService(store, worker, settings.limits, settings.render.budget_bytes)
         async with service, worker:
@@ -72,7 +76,7 @@ async def _remote_core(settings: Settings) -> AsyncIterator[JobService]:
             client,
             Keys(settings.queue.prefix),
             instance=await instance_name(store),
-            model=describe_model(settings.model),
+            catalog=catalog_of(settings.models),
             results_dir=settings.worker.results_dir,
             per_user=settings.worker.per_user_queue,
             total=settings.worker.global_queue,
@@ -81,6 +85,12 @@ async def _remote_core(settings: Settings) -> AsyncIterator[JobService]:
             service = JobService(store, remote, settings.limits, settings.render.budget_bytes)
             async with service:
                 yield service
+
+
+def catalog_of(models: ModelsConfig) -> Catalog:
+    """The configured models as described (nothing loaded): what a bot on Redis offers."""
+    infos = tuple(describe_model(config, name) for name, config in models.entries.items())
+    return Catalog(infos, image=models.image, video=models.video)
 
 
 @contextlib.asynccontextmanager
@@ -104,7 +114,7 @@ async def imagine(settings: Settings, text: str, output: Path | None, quiet: boo
                 print(f"{path}  seed {record.job.request.seed}  job {record.job.id}")
                 return 0
             if isinstance(event, Failed):
-                print(f"error: {event.reason}", file=sys.stderr)
+                print(f"{'model error' if event.model_load else 'error'}: {event.reason}", file=sys.stderr)
                 return EXIT_FAILED
     print("error: the job was cancelled", file=sys.stderr)
     return EXIT_FAILED
@@ -147,9 +157,8 @@ async def run(settings: Settings) -> int:
             await stack.enter_async_context(running(settings, service))
         await service.recover()
         log.info(
-            "ready: model %s on %s; serving %s",
-            service.model.name,
-            service.model.device,
+            "ready: models %s; serving %s",
+            ", ".join(service.catalog.names),
             ", ".join(adapters) or "no front end (enable discord, reddit or web in the config)",
         )
         await stop.wait()
@@ -157,24 +166,29 @@ async def run(settings: Settings) -> int:
     return 0
 
 
-async def work(settings: Settings, name: str | None) -> int:
-    """Run the configured model as a GPU worker: take jobs from Redis until SIGINT or SIGTERM."""
+async def work(settings: Settings, name: str | None, models: Sequence[str] = ()) -> int:
+    """Serve the configured models (or ``models`` of them) as a GPU worker, until SIGINT or SIGTERM."""
     if settings.queue.backend != "redis":
         print("config error: memebot worker needs queue.backend: redis", file=sys.stderr)
+        return EXIT_USAGE
+    unknown = [m for m in models if m not in settings.models.entries]
+    if unknown:
+        listed = ", ".join(settings.models.entries)
+        print(f"config error: --models {','.join(unknown)}: not in models: ({listed})", file=sys.stderr)
         return EXIT_USAGE
     stop = _stop_on_signals()
     config = settings.queue
     keys = Keys(config.prefix)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     async with open_redis(config) as client:  # a wrong URL fails before minutes of model loading
-        backend = await asyncio.to_thread(load_backend, settings.model)
+        pool = ModelPool.from_config(settings.models, settings.worker, only=models)
         queue = RedisQueue(
             client, keys, name=name, claim_idle_s=config.claim_idle_s, max_deliveries=config.max_deliveries
         )
         # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
         spool = settings.worker.results_dir / "spool" / name
         worker = GenerationWorker(
-            backend,
+            pool,
             queue,
             config=settings.worker.model_copy(update={"results_dir": spool}),
             limits=settings.limits,
@@ -189,7 +203,7 @@ async def work(settings: Settings, name: str | None) -> int:
             heartbeat_s=heartbeat_interval(config.claim_idle_s),
         )
         async with queue, relay, worker:
-            log.info("worker %s ready: model %s on %s", name, backend.info.name, backend.info.device)
+            log.info("worker %s ready: models %s", name, ", ".join(pool.catalog.names))
             await stop.wait()
             log.info("stopping: finishing the running batch")
     return 0
@@ -205,9 +219,28 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def check_config(settings: Settings, path: Path | None) -> int:
-    """Say that the config is valid and what it sets."""
-    print(f"{path or 'built-in defaults'}: OK (model {settings.model.name}, store {settings.store.path})")
-    return 0
+    """Say that the config is valid, list the models, and name any model that cannot be found."""
+    models = settings.models
+    print(f"{path or 'built-in defaults'}: OK (store {settings.store.path})")
+    problems = 0
+    for name, config in models.entries.items():
+        info = describe_model(config, name)
+        default = [kind for kind, n in (("image", models.image), ("video", models.video)) if n == name]
+        flags = f" (default for {' and '.join(default)})" if default else ""
+        problem = model_problem(config)
+        problems += bool(problem)
+        status = f"  PROBLEM: {problem}" if problem else ""
+        shape = f"{info.kind.value}, {info.source}, {info.size} px, {info.steps} steps"
+        print(f"  model {name}: {shape}{flags}{status}")
+    return EXIT_FAILED if problems else 0
+
+
+def model_problem(config: ModelConfig) -> str:
+    """Why a model's weights cannot be found, from what can be checked without loading them."""
+    folder = config.path or (Path(config.name) if config.name.startswith((".", "/", "~")) else None)
+    if folder is not None and not folder.expanduser().is_dir():
+        return f"folder {folder} does not exist"
+    return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run the bot with what the config enables")
     worker_cmd = commands.add_parser("worker", help="run the model for bots on Redis (queue.backend: redis)")
     worker_cmd.add_argument("--name", default=None, help="this worker's name (default: host-pid)")
+    worker_cmd.add_argument(
+        "--models", default="", help="serve only these entries of models: (comma-separated; default all)"
+    )
     commands.add_parser("check-config", help="validate the config file and exit")
     for sub in commands.choices.values():
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -247,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "imagine":
             return asyncio.run(imagine(settings, args.prompt, args.output, args.quiet))
         if args.command == "worker":
-            return asyncio.run(work(settings, args.name))
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            return asyncio.run(work(settings, args.name, models))
         return asyncio.run(run(settings))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -21,7 +21,7 @@ from generators.config import LimitsConfig
 from generators.errors import BadRequest, Forbidden, NotFound, QueueFull
 from generators.grammar import format_request, parse
 from generators.logs import job_context
-from generators.pipelines.backend import ModelInfo
+from generators.models import Catalog
 from generators.requests import (
     TERMINAL,
     Cancelled,
@@ -29,7 +29,6 @@ from generators.requests import (
     Finished,
     GenerationRequest,
     Job,
-    Kind,
     Progress,
     Started,
     new_job_id,
@@ -37,11 +36,6 @@ from generators.requests import (
 from generators.worker import GenerationWorker
 
 log = logging.getLogger(__name__)
-
-
-def effective_limits(limits: LimitsConfig, model: ModelInfo) -> LimitsConfig:
-    """The configured limits, narrowed to what the loaded model can do."""
-    return limits.model_copy(update={"max_steps": min(limits.max_steps, model.max_steps)})
 
 
 class Watch:
@@ -90,7 +84,7 @@ class JobService:
         self.store = store
         self.worker = worker
         self.runner: Runner = LocalRunner(worker) if isinstance(worker, GenerationWorker) else worker
-        self.limits = effective_limits(limits, self.runner.model)
+        self.limits = limits
         self.budget_bytes = budget_bytes
         self._watchers: defaultdict[str, list[asyncio.Queue[Progress]]] = defaultdict(list)
         self._handlers: dict[str, PlatformHandler] = {}
@@ -100,9 +94,9 @@ class JobService:
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def model(self) -> ModelInfo:
-        """The loaded model."""
-        return self.runner.model
+    def catalog(self) -> Catalog:
+        """The models this bot serves."""
+        return self.runner.catalog
 
     async def __aenter__(self) -> JobService:
         self._task = asyncio.create_task(self._record_events(), name="memebot-job-events")
@@ -115,23 +109,23 @@ class JobService:
 
     # -- requests -------------------------------------------------------------------------------
 
-    def parse(self, text: str, *, default_n: int | None = None) -> GenerationRequest:
-        """Parse a command line with this bot's limits (and a server's own default --n, if any).
+    def parse(
+        self, text: str, *, default_n: int | None = None, default_model: str | None = None
+    ) -> GenerationRequest:
+        """Parse a command line with this bot's limits and resolve its model.
 
-        A video model turns every request into a clip.
+        A server's own default ``--n`` and default model (for requests of that model's kind that name
+        none) apply when given; a clip model turns a request into a clip.
         """
         limits = self.limits
         if default_n is not None:
             limits = limits.model_copy(update={"default_n": min(default_n, limits.max_n)})
-        request = parse(text, limits)
-        if self.model.kind is Kind.VIDEO and request.kind is Kind.IMAGE:
-            request = dataclasses.replace(request, kind=Kind.VIDEO, n=1)
-        self._check_model(request)
-        return request
-
-    def _check_model(self, request: GenerationRequest) -> None:
-        if request.kind is Kind.VIDEO and self.model.kind is not Kind.VIDEO:
-            raise BadRequest("this bot runs an image model, so --video is not available here", flag="--video")
+        catalog = self.catalog
+        request = parse(text, limits, catalog)
+        if request.model is None and default_model is not None and default_model in catalog:
+            if catalog.get(default_model).kind is request.kind:
+                request = dataclasses.replace(request, model=default_model)
+        return catalog.resolve(request)
 
     def command_line(self, request: GenerationRequest) -> str:
         """The re-typeable command for a request."""
@@ -147,7 +141,7 @@ class JobService:
         budget_bytes: int | None = None,
     ) -> JobRecord:
         """Check room, write the job, then queue it; refusals raise before anything is written."""
-        self._check_model(request)
+        request = self.catalog.resolve(request)
         if request.seed is None:
             request = dataclasses.replace(request, seed=secrets.randbelow(2**32))
         job = Job(new_job_id(), owner, request, budget_bytes or self.budget_bytes)

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from bot.store import Store
 from generators.errors import QueueFull
-from generators.pipelines.backend import ModelInfo
+from generators.models import Catalog, ModelState
 from generators.queue import queue_full, user_queue_full
 from generators.requests import (
     TERMINAL,
@@ -102,7 +102,7 @@ class RemoteWorker:
         keys: Keys,
         *,
         instance: str,
-        model: ModelInfo,
+        catalog: Catalog,
         results_dir: Path,
         per_user: int,
         total: int,
@@ -115,7 +115,7 @@ class RemoteWorker:
         self.refresh_s = refresh_s
         self.scripts = Scripts.on(client)
         self.events: asyncio.Queue[tuple[str, Progress]] = asyncio.Queue()
-        self._model = model
+        self._catalog = catalog
         self._queue = QueueSnapshot(per_user=per_user, total=total)
         self._workers: list[WorkerStatus] = []
         self._workers_read_at = -math.inf
@@ -134,9 +134,14 @@ class RemoteWorker:
         return self._queue
 
     @property
-    def model(self) -> ModelInfo:
-        """The model the workers are configured to run."""
-        return self._model
+    def catalog(self) -> Catalog:
+        """The models the workers are configured to run."""
+        return self._catalog
+
+    def model_states(self) -> list[ModelState]:
+        """A model counts as loaded here when a live worker serves it."""
+        served = {name for worker in self._workers for name in worker.model.split(",")}
+        return [ModelState(name, loaded=name in served) for name in self._catalog.names]
 
     @property
     def workers(self) -> list[WorkerStatus]:
@@ -265,19 +270,25 @@ class RemoteWorker:
                 self._positions[job.id] = position
                 eta = round(ahead / speed, 1) if speed else None
                 self.events.put_nowait((job.id, Queued(position, eta)))
-            ahead += self.model.frames if job.request.kind is Kind.VIDEO else job.request.n
+            ahead += self._images_of(job)
         for job_id in set(self._positions) - mine:
             del self._positions[job_id]
 
+    def _images_of(self, job: Job) -> int:
+        if job.request.kind is not Kind.VIDEO:
+            return job.request.n
+        model = job.request.model
+        return self._catalog.get(model).frames if model is not None and model in self._catalog else 16
+
     def _check_models(self) -> None:
         for worker in self._workers:
-            if worker.model != self.model.name and worker.name not in self._warned_models:
+            unknown = set(worker.model.split(",")) - set(self._catalog.names)
+            if unknown and worker.name not in self._warned_models:
                 self._warned_models.add(worker.name)
                 log.warning(
-                    "worker %s runs model %s, but this bot expects %s (model.name)",
+                    "worker %s serves %s, which this bot's models: section does not list",
                     worker.name,
-                    worker.model,
-                    self.model.name,
+                    ", ".join(sorted(unknown)),
                 )
 
     async def _refresh_often(self) -> None:

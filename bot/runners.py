@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from generators.pipelines.backend import ModelInfo
+from generators.models import Catalog, ModelState
 from generators.requests import Job, Progress
 from generators.streams.heartbeat import WorkerStatus
 from generators.worker import GenerationWorker
@@ -39,8 +39,12 @@ class Runner(Protocol):
         ...
 
     @property
-    def model(self) -> ModelInfo:
-        """The model the jobs run on."""
+    def catalog(self) -> Catalog:
+        """The models jobs may ask for, and the defaults."""
+        ...
+
+    def model_states(self) -> list[ModelState]:
+        """How each model is doing: loaded, failed (why), what loading it cost."""
         ...
 
     @property
@@ -78,15 +82,21 @@ class LocalRunner:
         return self.worker.queue
 
     @property
-    def model(self) -> ModelInfo:
-        """The loaded model."""
-        return self.worker.backend.info
+    def catalog(self) -> Catalog:
+        """The worker's models."""
+        return self.worker.models.catalog
+
+    def model_states(self) -> list[ModelState]:
+        """The worker's models as they are now."""
+        return self.worker.models.states()
 
     @property
     def workers(self) -> list[WorkerStatus]:
         """This process's one worker."""
-        info = self.model
-        return [WorkerStatus("local", info.name, info.device, busy=self.worker.busy)]
+        models = self.worker.models
+        loaded = [state.name for state in models.states() if state.loaded]
+        device = models.info(loaded[0]).device if loaded else "idle"
+        return [WorkerStatus("local", ",".join(self.catalog.names), device, busy=self.worker.busy)]
 
     async def submit(self, job: Job, *, force: bool = False) -> None:
         """Queue ``job`` for the worker."""

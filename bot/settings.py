@@ -7,11 +7,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from generators.config import LimitsConfig, ModelConfig, RenderConfig, Section, WorkerConfig
+from generators.config import (
+    LimitsConfig,
+    ModelConfig,
+    ModelsConfig,
+    RenderConfig,
+    Section,
+    WorkerConfig,
+)
+from generators.presets import kind_of
 
 DEFAULT_PATH = Path("config.yaml")
+
+
+MODEL_AND_MODELS = (
+    "use models: alone (the old model: section is one entry of it), e.g. "
+    "models: {image: tiny, video: tiny-video, entries: {tiny: {}, tiny-video: {}}}"
+)
 
 
 class ConfigError(Exception):
@@ -124,7 +138,8 @@ class Secrets(BaseModel):
 class Settings(Section):
     """Everything the bot reads from ``config.yaml``; every key has a default."""
 
-    model: ModelConfig = ModelConfig()
+    models: ModelsConfig = ModelsConfig()
+    model: ModelConfig | None = Field(None, description="The older one-model form; read into models:.")
     limits: LimitsConfig = LimitsConfig()
     worker: WorkerConfig = WorkerConfig()
     render: RenderConfig = RenderConfig()
@@ -135,6 +150,16 @@ class Settings(Section):
     discord: DiscordConfig = DiscordConfig()
     logging: LoggingConfig = LoggingConfig()
     secrets: Secrets = Field(default_factory=Secrets.from_env, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_model_section(self) -> Settings:
+        """An old single ``model:`` section still works: it becomes the one entry of ``models:``."""
+        if self.model is None:
+            return self
+        if "models" in self.model_fields_set:
+            raise ValueError(MODEL_AND_MODELS)
+        models = ModelsConfig.single(self.model, kind_of(self.model))
+        return self.model_copy(update={"models": models, "model": None})
 
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
@@ -176,9 +201,11 @@ def _explain(error: ValidationError, source: str) -> str:
         key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         found = problem.get("input")
         detail = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
+        # A whole section's value is no help to echo; a single value is.
+        quiet = problem["type"] in ("extra_forbidden", "value_error")
         lines.append(
-            f"{source}: {key}: {detail}"
-            + ("" if problem["type"] == "extra_forbidden" else f" (got {_short(found)})")
+            f"{source}: {key}: {detail.removeprefix('Value error, ')}"
+            + ("" if quiet else f" (got {_short(found)})")
         )
     return "\n".join(lines)
 

@@ -6,8 +6,9 @@ needs nothing from the bot package to read them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -47,6 +48,70 @@ class ModelConfig(Section):
     seed: int = Field(0, description="Seed of the random weights of the tiny presets.")
 
 
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+#: The built-in defaults: a grid model and a clip model, both without a download.
+BUILTIN_MODELS = ("tiny", "tiny-video")
+
+
+def _builtin_entries() -> dict[str, ModelConfig]:
+    return {name: ModelConfig(name=name) for name in BUILTIN_MODELS}
+
+
+class ModelsConfig(Section):
+    """The models one bot serves, by the name users type after ``--model``, and the defaults.
+
+    Each entry takes the settings of a ``model:`` section; its ``name`` (the preset, hub id or folder)
+    defaults to the entry's own name, so ``tiny: {}`` serves the built-in tiny preset.
+    """
+
+    image: str | None = Field("tiny", description="The model for requests without --model or --video.")
+    video: str | None = Field("tiny-video", description="The model for --video and /animate.")
+    entries: dict[str, ModelConfig] = Field(default_factory=_builtin_entries)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_entries(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("entries"), dict):
+            entries = {}
+            for key, entry in data["entries"].items():
+                entry = {} if entry is None else entry
+                if isinstance(entry, dict) and "name" not in entry:
+                    entry = {**entry, "name": str(key)}
+                entries[key] = entry
+            data = {**data, "entries": entries}
+        return data
+
+    @model_validator(mode="after")
+    def _defaults_exist(self) -> ModelsConfig:
+        if not self.entries:
+            raise ValueError("list at least one model under entries")
+        for key in self.entries:
+            if not _MODEL_NAME.match(key):
+                raise ValueError(
+                    f"model name {key!r} must be 1-32 lowercase letters, digits, '.', '_' or '-'"
+                )
+        for which, default in (("image", self.image), ("video", self.video)):
+            if default is not None and default not in self.entries:
+                names = ", ".join(self.entries)
+                raise ValueError(f"{which}: {default!r} is not one of the entries ({names})")
+        if self.image is None and self.video is None:
+            raise ValueError("set image or video to one of the entries")
+        from generators.presets import kind_of
+
+        if self.image is not None and kind_of(self.entries[self.image]) != "image":
+            raise ValueError(f"image: {self.image!r} is not an image model (set its kind: image)")
+        if self.video is not None and kind_of(self.entries[self.video]) != "video":
+            raise ValueError(f"video: {self.video!r} is not a clip model (set its kind: video)")
+        return self
+
+    @classmethod
+    def single(cls, model: ModelConfig, kind: Literal["image", "video"]) -> ModelsConfig:
+        """One model, the default for its kind: what an old ``model:`` section means."""
+        name = model.name if _MODEL_NAME.match(model.name) else "default"
+        defaults = {"image": name, "video": None} if kind == "image" else {"image": None, "video": name}
+        return cls(entries={name: model}, **defaults)
+
+
 class LimitsConfig(Section):
     """What one request may ask for."""
 
@@ -75,6 +140,17 @@ class WorkerConfig(Section):
     global_queue: int = Field(200, ge=1, description="Jobs queued in all.")
     preview_every: int = Field(0, ge=0, description="Send a preview every K steps (0: off).")
     results_dir: Path = Path("data/results")
+    max_loaded_models: int = Field(2, ge=1, description="Models kept loaded at once (least recent goes).")
+    max_model_memory_gb: float | None = Field(
+        None, gt=0, description="Memory the loaded models may use (measured after each load); none: no cap."
+    )
+    load_models: Literal["first_use", "at_start"] = "first_use"
+    evict_to: Literal["free", "cpu"] = Field(
+        "free", description="What an evicted model becomes: freed, or parked in CPU memory (GPU only)."
+    )
+    switch_after: int = Field(
+        4, ge=0, description="Jobs of a loaded model that may overtake a waiting job before a switch."
+    )
 
 
 class RenderConfig(Section):

@@ -1,6 +1,6 @@
 """One grammar for every platform: a command line in, a frozen GenerationRequest out.
 
-``a hamster godzilla --no blurry --seed 7 --ar 16:9 --n 4 --top WHEN YOU --bottom SEE IT --video``
+``a hamster godzilla --no blurry --seed 7 --ar 16:9 --n 4 --model tiny --top WHEN YOU --bottom SEE IT``
 
 The prompt comes first; a flag is ``--name`` at the start of the text or after whitespace, followed by
 whitespace or the end (phones turn ``--`` into an em or en dash, which count too). Text-valued flags take
@@ -15,17 +15,21 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from generators.config import LimitsConfig
 from generators.errors import BadRequest
 from generators.requests import GenerationRequest, Kind
+
+if TYPE_CHECKING:
+    from generators.models import Catalog
 
 _FLAG = re.compile(r"(?:(?<=\s)|^)(?:--|—|–)([A-Za-z][A-Za-z0-9_-]*)(?=\s|$)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
 # ASCII digits only, as for the numeric flags; five digits bound int() and the ratio check.
 _RATIO = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})$")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 SEED_LIMIT = 2**32
 _SHOWN = 24  # echo at most this much of what the user typed: a reply must stay short
 
@@ -35,7 +39,7 @@ class FlagSpec:
     """One flag: its name, what it takes, and a line of help."""
 
     name: str
-    takes: Literal["text", "number", "ratio", "nothing"]
+    takes: Literal["text", "number", "ratio", "name", "nothing"]
     help: str
 
 
@@ -45,6 +49,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("ar", "ratio", "aspect ratio, e.g. 16:9"),
     FlagSpec("n", "number", "how many images in the grid"),
     FlagSpec("steps", "number", "denoising steps (more: slower, sometimes better)"),
+    FlagSpec("model", "name", "which model draws it (see /info for the list)"),
     FlagSpec("top", "text", "meme caption at the top"),
     FlagSpec("bottom", "text", "meme caption at the bottom"),
     FlagSpec("video", "nothing", "a short clip instead of a grid"),
@@ -57,8 +62,11 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
-def parse(text: str, limits: LimitsConfig) -> GenerationRequest:
-    """Turn a command line into a request, or raise BadRequest saying what to change."""
+def parse(text: str, limits: LimitsConfig, catalog: Catalog | None = None) -> GenerationRequest:
+    """Turn a command line into a request, or raise BadRequest saying what to change.
+
+    With ``catalog``, a ``--model`` must name one of its models, and ``--video`` one of its clip models.
+    """
     text = normalise(text)
     matches = list(_FLAG.finditer(text))
     prompt = text[: matches[0].start()].strip() if matches else text
@@ -72,7 +80,10 @@ def parse(text: str, limits: LimitsConfig) -> GenerationRequest:
             raise BadRequest(f"--{name} is given twice; keep one", flag=f"--{name}")
         values[name] = text[match.end() : end].strip()
     _check_prompt(prompt, limits)
-    return _build(prompt, values, limits)
+    request = _build(prompt, values, limits)
+    if catalog is not None and request.model is not None:
+        catalog.resolve(request)  # raises for an unknown model or --video with an image model
+    return request
 
 
 def _unknown(name: str) -> str:
@@ -169,10 +180,17 @@ def _ratio(raw: str, limits: LimitsConfig) -> dict[str, Any]:
     return {"aspect": (width // divisor, height // divisor)}
 
 
+def _model(raw: str, limits: LimitsConfig) -> dict[str, Any]:
+    if not _MODEL.match(raw):
+        raise BadRequest(f"--model takes one model name (got '{_clip(raw)}')", flag="--model")
+    return {"model": raw.lower()}
+
+
 _READERS: dict[str, Callable[[str, LimitsConfig], dict[str, Any]]] = {
     "no": _text("negative", "no", lambda limits: limits.max_prompt_chars),
     "seed": _number("seed", "seed", 0, lambda limits: SEED_LIMIT - 1),
     "ar": _ratio,
+    "model": _model,
     "n": _number("n", "n", 1, lambda limits: limits.max_n),
     "steps": _number("steps", "steps", 1, lambda limits: limits.max_steps),
     "top": _text("top", "top", lambda limits: limits.max_caption_chars),
@@ -193,6 +211,8 @@ def format_request(request: GenerationRequest, limits: LimitsConfig) -> str:
         parts.append(f"--n {request.n}")
     if request.steps is not None:
         parts.append(f"--steps {request.steps}")
+    if request.model is not None:
+        parts.append(f"--model {request.model}")
     if request.top:
         parts.append(f"--top {request.top}")
     if request.bottom:
@@ -230,7 +250,7 @@ def help_text(limits: LimitsConfig) -> str:
     """A short usage text for help commands."""
     lines = ["Write what to draw, then any flags:"]
     for spec in FLAGS:
-        arg = {"text": " TEXT", "number": " N", "ratio": " W:H", "nothing": ""}[spec.takes]
+        arg = {"text": " TEXT", "number": " N", "ratio": " W:H", "name": " NAME", "nothing": ""}[spec.takes]
         lines.append(f"  --{spec.name}{arg}: {spec.help}")
     lines.append(f"Up to {limits.max_n} images (default {limits.default_n}), up to {limits.max_steps} steps.")
     return "\n".join(lines)

@@ -2,13 +2,17 @@
 
 The worker only sees the :class:`JobQueue` interface, so another backend (Redis Streams, for several GPU
 machines) can take the in-process queue's place without the adapters or the worker changing.
+
+Switching models costs seconds, so the worker may prefer jobs whose model is loaded: a job at the head
+of the fair order whose model is not loaded can be overtaken by jobs of a loaded model, but each waiting
+job by at most ``switch_after`` of them in all; then its model is loaded. See :func:`pick`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from generators.errors import QueueFull
@@ -18,6 +22,76 @@ from generators.requests import Job
 BatchKey = Callable[[Job], Hashable]
 #: How many images a job puts into a pipeline call.
 JobSize = Callable[[Job], int]
+#: Whether a job can start without a model switch.
+Ready = Callable[[Job], bool]
+
+
+def pick(
+    order: Sequence[Job],
+    key: BatchKey,
+    size: JobSize,
+    max_images: int,
+    *,
+    ready: Ready | None = None,
+    overtaken: Mapping[str, int] | None = None,
+    switch_after: int | None = None,
+) -> list[Job]:
+    """The next batch from the fair ``order``: the head and compatible jobs behind it, up to ``max_images``.
+
+    With ``ready``, when the head needs a model switch, the batch starts at the first ready job instead.
+    Either way, no job joins a batch if that would make a waiting job of another model overtaken
+    (``overtaken`` so far, plus this batch) more than ``switch_after`` times; the caller adds what a
+    batch overtook (see :func:`overtakes`). So every job waits behind at most ``switch_after`` jobs of
+    other models that were behind it in the fair order.
+    """
+    seen = overtaken or {}
+    if ready is not None and not ready(order[0]):
+        batch = _fill(order, key, size, max_images, ready, seen, switch_after)
+        if batch:
+            return batch
+    return _fill(order, key, size, max_images, lambda job: True, seen, switch_after)
+
+
+def _fill(
+    order: Sequence[Job],
+    key: BatchKey,
+    size: JobSize,
+    max_images: int,
+    first: Ready,
+    overtaken: Mapping[str, int],
+    switch_after: int | None,
+) -> list[Job]:
+    batch: list[Job] = []
+    passed: dict[str, tuple[str | None, int]] = {}  # job left waiting → (its model, times overtaken)
+    images = 0
+    for job in order:
+        if images >= max_images:
+            break
+        model = job.request.model
+        joins = first(job) if not batch else key(job) == key(batch[0]) and images + size(job) <= max_images
+        losers = [job_id for job_id, (other, _) in passed.items() if other != model]
+        if joins and (switch_after is None or all(passed[j][1] < switch_after for j in losers)):
+            batch.append(job)
+            images += size(job)
+            for job_id in losers:
+                passed[job_id] = (passed[job_id][0], passed[job_id][1] + 1)
+        else:
+            passed[job.id] = (model, overtaken.get(job.id, 0))
+    return batch
+
+
+def overtakes(order: Sequence[Job], batch: Sequence[Job]) -> dict[str, int]:
+    """For each job of another model left waiting, how many jobs of ``batch`` stood behind it in ``order``."""
+    chosen = {job.id for job in batch}
+    model = batch[0].request.model if batch else None
+    passed: dict[str, int] = {}
+    behind = 0
+    for job in reversed(order):
+        if job.id in chosen:
+            behind += 1
+        elif behind and job.request.model != model:
+            passed[job.id] = behind
+    return passed
 
 
 def user_queue_full(per_user: int) -> QueueFull:
@@ -41,8 +115,10 @@ class JobQueue(Protocol):
         """Queue ``job`` (``force`` skips the caps, for recovered jobs); return its position."""
         ...
 
-    async def take(self, key: BatchKey, size: JobSize, max_images: int) -> list[Job]:
-        """Wait for work; return the fair next job plus compatible ones, up to ``max_images`` images."""
+    async def take(
+        self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None = None
+    ) -> list[Job]:
+        """Wait for work; return the next batch (see :func:`pick`), up to ``max_images`` images."""
         ...
 
     def remove(self, job_id: str) -> Job | None:
@@ -59,9 +135,11 @@ class JobQueue(Protocol):
 class InProcessQueue:
     """Round-robin by owner: someone with 20 queued jobs delays a newcomer by one job, not 20."""
 
-    def __init__(self, *, per_user: int, total: int) -> None:
+    def __init__(self, *, per_user: int, total: int, switch_after: int | None = None) -> None:
         self.per_user = per_user
         self.total = total
+        self.switch_after = switch_after
+        self._overtaken: dict[str, int] = {}  # waiting job → jobs of a loaded model that went first
         # Owners in the order their turn comes; each with their own jobs, first in first out.
         self._owners: OrderedDict[str, deque[Job]] = OrderedDict()
         self._changed = asyncio.Event()
@@ -99,21 +177,25 @@ class InProcessQueue:
                 yield lane.popleft()
             lanes = [lane for lane in lanes if lane]
 
-    async def take(self, key: BatchKey, size: JobSize, max_images: int) -> list[Job]:
-        """Wait for work; return the fair next job plus compatible ones, up to ``max_images`` images."""
+    async def take(
+        self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None = None
+    ) -> list[Job]:
+        """Wait for work; return the next batch (see :func:`pick`), up to ``max_images`` images."""
         while not self._owners:
             self._changed.clear()
             await self._changed.wait()
-        order = self._fair_order()
-        head = next(order)
-        batch, images = [head], size(head)
-        head_key = key(head)
-        for job in order:
-            if images >= max_images:
-                break
-            if key(job) == head_key and images + size(job) <= max_images:
-                batch.append(job)
-                images += size(job)
+        order = list(self._fair_order())
+        batch = pick(
+            order,
+            key,
+            size,
+            max_images,
+            ready=ready,
+            overtaken=self._overtaken,
+            switch_after=self.switch_after,
+        )
+        for job_id, count in overtakes(order, batch).items():
+            self._overtaken[job_id] = self._overtaken.get(job_id, 0) + count
         for job in batch:
             self._pop(job)
         return batch
@@ -121,6 +203,7 @@ class InProcessQueue:
     def remove(self, job_id: str) -> Job | None:
         """Take a queued job out; ``None`` if it is not queued."""
         job = next((j for j in self._fair_order() if j.id == job_id), None)
+        self._overtaken.pop(job_id, None)
         if job is not None:
             self._owners[job.owner].remove(job)
             if not self._owners[job.owner]:
@@ -131,6 +214,7 @@ class InProcessQueue:
         # The owner just had a turn: to the back of the line, or out of it when nothing is left.
         jobs = self._owners[job.owner]
         jobs.remove(job)
+        self._overtaken.pop(job.id, None)
         if jobs:
             self._owners.move_to_end(job.owner)
         else:

@@ -25,8 +25,9 @@ class Kind(enum.StrEnum):
 class GenerationRequest:
     """One user's command, ready for the worker.
 
-    ``seed`` and ``steps`` may be ``None`` (random seed, the model's default step count); the job
-    service fills the seed in before the job is stored so every stored request can be reproduced.
+    ``seed``, ``steps`` and ``model`` may be ``None`` (random seed, the model's default step count, the
+    default model for the kind); the job service fills the seed and the model in before the job is
+    stored, so every stored request can be reproduced.
     """
 
     prompt: str
@@ -38,6 +39,7 @@ class GenerationRequest:
     top: str = ""
     bottom: str = ""
     kind: Kind = Kind.IMAGE
+    model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (see :meth:`from_dict`)."""
@@ -176,9 +178,10 @@ class Finished:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The job failed; ``reason`` is safe to show its owner."""
+    """The job failed; ``reason`` is safe to show its owner; ``model_load``: its model could not load."""
 
     reason: str
+    model_load: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
-"""The one worker that owns the pipeline: fair batches in, progress events and result files out.
+"""The one worker that owns the pipelines: fair batches in, progress events and result files out.
 
 Inference runs on a single dedicated thread (a pipeline is not thread-safe) and rendering on another, so
 the event loop only schedules: Discord's gateway heartbeats must never wait for a denoising step. The
-next batch starts denoising while the previous one is still being encoded.
+next batch starts denoising while the previous one is still being encoded. Models are loaded and
+evicted on that same inference thread (``generators.pool``); a batch only ever holds jobs of one model.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ import torch
 from PIL import Image
 
 from generators.config import LimitsConfig, RenderConfig, WorkerConfig
+from generators.errors import ModelLoadError
 from generators.grammar import format_request, size_for
+from generators.models import ModelInfo
 from generators.pipelines.backend import Backend, BatchSpec, Slot, png_bytes
+from generators.pool import ModelPool
 from generators.queue import JobQueue
 from generators.requests import (
     Cancelled,
@@ -92,18 +96,18 @@ class StepRates:
 
 
 class GenerationWorker:
-    """Drains the queue through one backend; use as ``async with``."""
+    """Drains the queue through the pool's models (or one backend); use as ``async with``."""
 
     def __init__(
         self,
-        backend: Backend,
+        models: ModelPool | Backend,
         queue: JobQueue,
         *,
         config: WorkerConfig,
         limits: LimitsConfig,
         render: RenderConfig,
     ) -> None:
-        self.backend = backend
+        self.models = models if isinstance(models, ModelPool) else ModelPool.serving(models)
         self.queue = queue
         self.config = config
         self.limits = limits
@@ -159,7 +163,12 @@ class GenerationWorker:
         waiting = {job.id for job in order}
         for job_id in [j for j in self._positions if j not in waiting]:
             del self._positions[job_id]
+        loaded = {state.name for state in self.models.states() if state.loaded}
         for position, job in enumerate(order):
+            model = self.model_of(job).name
+            if eta is not None and model not in loaded:  # this job waits for its model to load
+                eta += self.models.load_estimate(model)
+                loaded = {model}
             if self._positions.get(job.id) != position:
                 self._positions[job.id] = position
                 self._emit(job.id, Queued(position, None if eta is None else round(eta, 1)))
@@ -177,9 +186,14 @@ class GenerationWorker:
 
     # -- planning ---------------------------------------------------------------------------------
 
+    def model_of(self, job: Job) -> ModelInfo:
+        """The model ``job`` runs on (the default for its kind when it names none)."""
+        name = job.request.model or self.models.catalog.resolve(job.request).model or ""
+        return self.models.info(name)
+
     def plan(self, job: Job) -> Plan:
         """Size, steps and one seeded slot per image for ``job``."""
-        info = self.backend.info
+        info = self.model_of(job)
         request = job.request
         width, height = size_for(request.aspect, info.size, self.limits.max_side)
         spec = BatchSpec(width=width, height=height, steps=request.steps or info.steps)
@@ -189,15 +203,19 @@ class GenerationWorker:
         return Plan(spec, slots)
 
     def batch_key(self, job: Job) -> Hashable:
-        """Jobs with equal keys share one pipeline call."""
+        """Jobs with equal keys share one pipeline call: same model, size and steps."""
         spec = self.plan(job).spec
-        return (spec.width, spec.height, spec.steps)
+        return (self.model_of(job).name, spec.width, spec.height, spec.steps)
 
     def images_of(self, job: Job) -> int:
         """How much of a batch a job takes: its images, or a clip's frames."""
         if job.request.kind is Kind.VIDEO:
-            return self.backend.info.frames
+            return self.model_of(job).frames
         return job.request.n
+
+    def ready(self, job: Job) -> bool:
+        """Whether ``job`` can start without loading a model."""
+        return self.models.is_loaded(self.model_of(job).name)
 
     def _estimate(self, job: Job) -> float | None:
         spec = self.plan(job).spec
@@ -237,11 +255,13 @@ class GenerationWorker:
         self._encoder.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
+        if self.config.load_models == "at_start":
+            await self.loop.run_in_executor(self._gpu, self.models.load_all)
         max_images = self.config.max_batch if self.config.batching else 1
         while not self._closing:
             self._taking = True
             try:
-                jobs = await self.queue.take(self.batch_key, self.images_of, max_images)
+                jobs = await self.queue.take(self.batch_key, self.images_of, max_images, self.ready)
             finally:
                 self._taking = False
             for job in jobs:
@@ -250,6 +270,13 @@ class GenerationWorker:
             await self._run_batch(jobs)
 
     async def _run_batch(self, jobs: list[Job]) -> None:
+        model = self.model_of(jobs[0]).name
+        try:
+            backend = await self.loop.run_in_executor(self._gpu, self.models.acquire, model)
+        except ModelLoadError as error:
+            for job in jobs:
+                self._release(job.id, Failed(f"the model {model} could not be loaded: {error}", True))
+            return
         plans = {job.id: self.plan(job) for job in jobs}
         spec = plans[jobs[0].id].spec
         items = [_Item(job.id, slot) for job in jobs for slot in plans[job.id].slots]
@@ -262,8 +289,9 @@ class GenerationWorker:
         chunks = [items[i : i + self.config.max_batch] for i in range(0, len(items), self.config.max_batch)]
         outcomes: dict[_Item, _Outcome] = {}
         for index, chunk in enumerate(chunks):
-            progress = self._progress(index, len(chunks), spec.steps)
-            outcomes.update(await self.loop.run_in_executor(self._gpu, self._call, spec, chunk, progress))
+            progress = self._progress(backend, index, len(chunks), spec.steps)
+            call = functools.partial(self._call, backend, spec, chunk, progress)
+            outcomes.update(await self.loop.run_in_executor(self._gpu, call))
         self._finish_batch(jobs, plans, outcomes, time.monotonic() - started)
 
     def _finish_batch(
@@ -294,7 +322,7 @@ class GenerationWorker:
             metadata=self._metadata(job, plan),
             folder=self.config.results_dir,
             config=self.render,
-            fps=self.backend.info.fps,
+            fps=self.model_of(job).fps,
             elapsed=elapsed,
         )
         try:
@@ -313,7 +341,7 @@ class GenerationWorker:
             "seed": str(plan.slots[0].seed),
             "steps": str(plan.spec.steps),
             "size": f"{plan.spec.width}x{plan.spec.height}",
-            "model": self.backend.info.name,
+            "model": self.model_of(job).name,
             "job": job.id,
             "command": format_request(job.request, self.limits),
         }
@@ -332,7 +360,7 @@ class GenerationWorker:
 
     # -- the inference thread ---------------------------------------------------------------------
 
-    def _progress(self, chunk: int, chunks: int, steps: int) -> _Report:
+    def _progress(self, backend: Backend, chunk: int, chunks: int, steps: int) -> _Report:
         def report(first_slots: dict[str, int], step: int, latents: torch.Tensor) -> None:
             done = chunk * steps + step
             for job_id in first_slots:
@@ -340,7 +368,7 @@ class GenerationWorker:
             every = self.config.preview_every
             if every and step % every == 0 and step < steps:
                 for job_id, index in first_slots.items():
-                    image = self.backend.preview(latents, index)
+                    image = backend.preview(latents, index)
                     self._threadsafe(job_id, Preview(png_bytes(image), done))
 
         return report
@@ -351,7 +379,9 @@ class GenerationWorker:
     def _threadsafe(self, job_id: str, event: Progress) -> None:
         self.loop.call_soon_threadsafe(self._emit, job_id, event)
 
-    def _call(self, spec: BatchSpec, items: Sequence[_Item], progress: _Report) -> dict[_Item, _Outcome]:
+    def _call(
+        self, backend: Backend, spec: BatchSpec, items: Sequence[_Item], progress: _Report
+    ) -> dict[_Item, _Outcome]:
         """One pipeline call (on the inference thread), split on out-of-memory or a failing job."""
         first_slots: dict[str, int] = {}
         for index, item in enumerate(items):
@@ -369,11 +399,11 @@ class GenerationWorker:
 
         started = time.perf_counter()
         try:
-            outputs = self.backend.generate(spec, [item.slot for item in items], on_step)
+            outputs = backend.generate(spec, [item.slot for item in items], on_step)
         except _Interrupted:
             return dict.fromkeys(items)
         except torch.OutOfMemoryError:
-            return self._split_after_oom(spec, items, progress)
+            return self._split_after_oom(backend, spec, items, progress)
         except Exception:
             log.exception(
                 "pipeline call failed for jobs %s", ", ".join(job_ids), extra={"job_id": ",".join(job_ids)}
@@ -383,16 +413,16 @@ class GenerationWorker:
             # Run each job alone so the one that breaks the call fails by itself.
             outcomes: dict[_Item, _Outcome] = {}
             for job_id in job_ids:
-                outcomes |= self._call(spec, [i for i in items if i.job_id == job_id], progress)
+                outcomes |= self._call(backend, spec, [i for i in items if i.job_id == job_id], progress)
             return outcomes
-        key = (spec.width, spec.height, spec.steps)
+        key = (backend.info.name, spec.width, spec.height, spec.steps)
         # A clip counts its frames, as in images_of().
         units = sum(len(frames) for frames in outputs)
         self.rates.record(key, time.perf_counter() - started, spec.steps, units)
         return dict(zip(items, outputs, strict=True))
 
     def _split_after_oom(
-        self, spec: BatchSpec, items: Sequence[_Item], progress: _Report
+        self, backend: Backend, spec: BatchSpec, items: Sequence[_Item], progress: _Report
     ) -> dict[_Item, _Outcome]:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -405,4 +435,6 @@ class GenerationWorker:
             return {items[0]: _Failure(OOM_REASON)}
         half = len(items) // 2
         log.warning("out of memory for %d images: retrying as %d + %d", len(items), half, len(items) - half)
-        return self._call(spec, items[:half], progress) | self._call(spec, items[half:], progress)
+        return self._call(backend, spec, items[:half], progress) | self._call(
+            backend, spec, items[half:], progress
+        )

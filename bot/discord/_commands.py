@@ -17,7 +17,7 @@ from PIL import Image
 from bot.discord._delivery import result_file
 from bot.discord._policy import GuildSettings, save_guild
 from bot.discord._requests import Requests, owner_of
-from bot.discord._text import clip, result_text, workers_line
+from bot.discord._text import clip, models_lines, result_text, workers_line
 from bot.jobs import JobService
 from bot.store import JobStatus
 from generators import render
@@ -224,21 +224,17 @@ class Generation(commands.Cog):
     @app_commands.command(description="The model, the queue and recent speed")
     async def info(self, interaction: discord.Interaction[Any]) -> None:
         """/info."""
-        model = self.service.model
         hour_ago = time.time() - 3600
         recent = await self.service.store.recent(500)
         finished = [r for r in recent if r.result is not None and (r.finished_at or 0) > hour_ago]
         seconds = [r.result.elapsed_s for r in finished if r.result is not None]
         speed = f", {sum(seconds) / len(seconds):.1f} s each on average" if seconds else ""
         lines = [
-            f"Model: **{model.name}** ({model.kind.value}, {model.size} px, {model.steps} steps)",
-            f"Running on: {model.device}",
+            *models_lines(self.service.catalog, self.service.runner.model_states()),
             f"Queue: {len(self.service.runner.queue)} waiting",
             f"Last hour: {len(finished)} jobs finished{speed}",
             workers_line(self.service.runner.workers),
         ]
-        if model.note:
-            lines.append(f"Licence: {model.note}")
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 
     @cancel.autocomplete("job")

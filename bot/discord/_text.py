@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from generators.models import Catalog, ModelState
 from generators.requests import Cancelled, Failed, GenerationRequest, Preview, Progress, Queued, Started, Step
 from generators.streams.heartbeat import WorkerStatus
 
@@ -59,3 +60,22 @@ def workers_line(workers: Sequence[WorkerStatus]) -> str:
         parts.append(f"{worker.name} ({worker.busy} running{speed})")
     more = f" and {len(workers) - 10} more" if len(workers) > 10 else ""
     return f"Workers: {len(workers)}: {', '.join(parts)}{more}"
+
+
+def models_lines(catalog: Catalog, states: Sequence[ModelState]) -> list[str]:
+    """One line per model: name, kind, size, steps, whether it is loaded (or why it failed)."""
+    by_name = {state.name: state for state in states}
+    lines = []
+    for model in catalog:
+        state = by_name.get(model.name, ModelState(model.name))
+        default = [k for k, n in (("images", catalog.image), ("clips", catalog.video)) if n == model.name]
+        tags = [f"default for {' and '.join(default)}"] if default else []
+        if state.error:
+            tags.append(f"failed to load: {clip(state.error, 120)}")
+        else:
+            tags.append("loaded" if state.loaded else "not loaded")
+        if model.note:
+            tags.append(model.note)
+        shape = f"{model.kind.value}, {model.size} px, {model.steps} steps"
+        lines.append(f"Model **{model.name}** ({shape}): {'; '.join(tags)}")
+    return lines

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from generators.config import ModelConfig
+from generators.models import ModelInfo
 from generators.requests import Kind
 
 #: Called after each denoising step with (steps done, total steps, latents); raising stops the run.
@@ -31,24 +31,6 @@ _LATENT_RGB = torch.tensor(
         [-0.2120, -0.2616, -0.7177],
     ]
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """What was loaded and the defaults requests fall back to."""
-
-    name: str
-    source: str
-    kind: Kind
-    steps: int
-    max_steps: int
-    guidance: float
-    size: int
-    frames: int
-    fps: int
-    device: str
-    dtype: str
-    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +94,12 @@ class DiffusersBackend:
             self.pipe.vae = tiny_vae
         pipe.set_progress_bar_config(disable=True)
 
+    def to(self, device: str) -> None:
+        """Move the weights (a model parked in CPU memory comes back to its GPU this way)."""
+        self.pipe.to(device)
+        if self.tiny_vae is not None:
+            self.tiny_vae.to(device)
+
     def generate(
         self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
     ) -> list[list[Image.Image]]:
@@ -169,23 +157,3 @@ def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
-
-
-def model_info(
-    config: ModelConfig, preset: Any, kind: Kind, device: torch.device, dtype: torch.dtype
-) -> ModelInfo:
-    """Defaults from the preset, overridden by the config."""
-    return ModelInfo(
-        name=config.name,
-        source=str(config.path or preset.source or config.name),
-        kind=kind,
-        steps=config.steps or preset.steps,
-        max_steps=preset.max_steps,
-        guidance=preset.guidance if config.guidance is None else config.guidance,
-        size=config.size or preset.size,
-        frames=config.frames or preset.frames,
-        fps=config.fps,
-        device=str(device),
-        dtype=str(dtype).removeprefix("torch."),
-        note=preset.note,
-    )

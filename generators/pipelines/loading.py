@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -12,10 +11,10 @@ import torch
 
 from generators.config import ModelConfig
 from generators.errors import ModelLoadError
-from generators.pipelines.backend import DiffusersBackend, ModelInfo, model_info
+from generators.pipelines.backend import DiffusersBackend
 from generators.pipelines.device import placement
-from generators.pipelines.presets import GENERIC_IMAGE, GENERIC_VIDEO, PRESETS
 from generators.pipelines.tiny import tiny_autoencoder, write_tiny_image, write_tiny_video
+from generators.presets import GENERIC_IMAGE, GENERIC_VIDEO, PRESETS, model_info
 from generators.requests import Kind
 
 log = logging.getLogger(__name__)
@@ -23,12 +22,16 @@ log = logging.getLogger(__name__)
 _BUILTIN = {"builtin:tiny": write_tiny_image, "builtin:tiny-video": write_tiny_video}
 
 
-def load_backend(config: ModelConfig) -> DiffusersBackend:
-    """Load the configured model onto its device; raise ModelLoadError with advice when it can't be."""
+def load_backend(config: ModelConfig, name: str | None = None) -> DiffusersBackend:
+    """Load the configured model onto its device; raise ModelLoadError with advice when it can't be.
+
+    ``name`` is what users call the model (an entry of ``models:``); it defaults to ``config.name``.
+    """
+    name = name or config.name
     preset = PRESETS.get(config.name)
     source = str(config.path) if config.path else (preset.source if preset else config.name)
     device, dtype = placement(config)
-    log.info("loading model %s from %s on %s (%s)", config.name, source, device, dtype)
+    log.info("loading model %s from %s on %s (%s)", name, source, device, dtype)
     if source in _BUILTIN:
         pipe = _load_builtin(source, config.seed, dtype)
     else:
@@ -36,21 +39,9 @@ def load_backend(config: ModelConfig) -> DiffusersBackend:
     pipe = pipe.to(device)
     kind = _kind_of(pipe, config)
     preset = preset or (GENERIC_VIDEO if kind is Kind.VIDEO else GENERIC_IMAGE)
-    info = model_info(config, preset, kind, device, dtype)
+    info = model_info(name, config, preset, kind, device=str(device), dtype=str(dtype).removeprefix("torch."))
     tiny_vae = _load_tiny_vae(config, device, dtype) if config.tiny_vae else None
     return DiffusersBackend(pipe, info, tiny_vae=tiny_vae, fast_decode=config.fast_decode)
-
-
-def describe_model(config: ModelConfig) -> ModelInfo:
-    """What ``config`` will load, without loading it: for a bot whose workers run the model elsewhere.
-
-    A hub id or folder that is not a preset counts as an image model unless ``model.kind`` says video.
-    """
-    preset = PRESETS.get(config.name)
-    kind = Kind(config.kind) if config.kind != "auto" else (preset.kind if preset else Kind.IMAGE)
-    preset = preset or (GENERIC_VIDEO if kind is Kind.VIDEO else GENERIC_IMAGE)
-    info = model_info(config, preset, kind, torch.device("cpu"), torch.float32)
-    return dataclasses.replace(info, device="remote workers", dtype=config.dtype)
 
 
 def _load_builtin(source: str, seed: int, dtype: torch.dtype) -> Any:

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from generators.queue import BatchKey, JobSize
+from generators.queue import BatchKey, JobSize, Ready
 from generators.requests import Cancelled, Failed, Job
 from generators.streams.codec import Fields, encode
 from generators.streams.keys import GROUP, Keys
@@ -137,7 +137,9 @@ class RedisQueue:
     def __len__(self) -> int:
         return 0
 
-    async def take(self, key: BatchKey, size: JobSize, max_images: int) -> list[Job]:
+    async def take(
+        self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None = None
+    ) -> list[Job]:
         """Wait for work; return an abandoned job, or the fair next job plus compatible ones."""
         while True:
             self._wake.clear()  # before looking: a job queued while we look wakes the wait below

@@ -78,11 +78,12 @@ class Relay:
 
     def status(self) -> WorkerStatus:
         """What this worker announces."""
-        info = self.worker.backend.info
+        models = self.worker.models
+        loaded = [state.name for state in models.states() if state.loaded]
         return WorkerStatus(
             name=self.queue.name,
-            model=info.name,
-            device=info.device,
+            model=",".join(models.catalog.names),
+            device=models.info(loaded[0]).device if loaded else "idle",
             busy=self.queue.holding,
             done=self.done,
             images_per_s=self.images_per_s,

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from bot.store import JobStatus
-from generators.config import LimitsConfig
 from generators.errors import BadRequest, Forbidden, NotFound, QueueFull
 from generators.pipelines import DiffusersBackend
 from generators.requests import Cancelled, Finished, Progress, Queued, Started
@@ -89,11 +88,11 @@ async def test_a_restart_queues_unfinished_jobs_again(tiny_backend: DiffusersBac
 
 async def test_steps_are_capped_by_the_model(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
     async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
-        assert service.limits.max_steps == min(LimitsConfig().max_steps, tiny_backend.info.max_steps)
-        with pytest.raises(BadRequest, match="runs an image model"):
+        with pytest.raises(BadRequest, match="no clip model"):
             service.parse("a clip --video")
         with pytest.raises(BadRequest, match="--steps"):
             service.parse("x --steps 500")
+        assert service.parse("x --steps 50").model == "tiny"  # filled in: the default image model
 
 
 async def test_a_platform_subscriber_hears_its_jobs_only_after_the_store(

@@ -97,13 +97,14 @@ def test_check_config_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFi
     assert "OK" in capsys.readouterr().out
 
 
+@pytest.mark.expect_errors
 def test_a_model_that_cannot_load_exits_1_with_advice(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path, "sd-turbo", extra="")
     config.write_text(config.read_text().replace("  size: 64\n", "  size: 64\n  offline: true\n"))
     assert main(["--config", str(config), "imagine", "a cat"]) == 1
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("model error:") and "model.path" in err
 
 

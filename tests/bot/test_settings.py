@@ -18,7 +18,12 @@ def test_the_shipped_config_documents_exactly_the_defaults() -> None:
 
 def test_no_file_means_built_in_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert Settings.load().model.name == "tiny"
+    models = Settings.load().models
+    assert (models.image, models.video, list(models.entries)) == (
+        "tiny",
+        "tiny-video",
+        ["tiny", "tiny-video"],
+    )
 
 
 def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
@@ -47,13 +52,40 @@ def test_bad_files_name_the_key_and_what_was_expected(text: str, expected: str) 
 
 def test_values_are_read(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
-    file.write_text("model:\n  name: sd-turbo\n  dtype: float16\nworker:\n  max_batch: 4\n")
-    settings = Settings.load(file)
-    assert (settings.model.name, settings.model.dtype, settings.worker.max_batch) == (
-        "sd-turbo",
-        "float16",
-        4,
+    file.write_text(
+        "models:\n  image: turbo\n  entries:\n    turbo: {name: sd-turbo, dtype: float16}\n"
+        "    tiny-video: {}\nworker:\n  max_batch: 4\n"
     )
+    settings = Settings.load(file)
+    turbo = settings.models.entries["turbo"]
+    assert (turbo.name, turbo.dtype, settings.worker.max_batch) == ("sd-turbo", "float16", 4)
+    assert settings.models.entries["tiny-video"].name == "tiny-video"  # the entry's name by default
+
+
+def test_an_old_model_section_becomes_the_one_entry_of_models(tmp_path: Path) -> None:
+    image = Settings.parse("model:\n  name: sd-turbo\n  dtype: float16\n").models
+    assert (image.image, image.video, image.entries["sd-turbo"].dtype) == ("sd-turbo", None, "float16")
+    video = Settings.parse("model:\n  name: tiny-video\n").models
+    assert (video.image, video.video, list(video.entries)) == (None, "tiny-video", ["tiny-video"])
+    folder = Settings.parse("model:\n  name: ./weights/My Model\n").models
+    assert list(folder.entries) == ["default"] and folder.entries["default"].name == "./weights/My Model"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model: {name: tiny}\nmodels: {image: tiny}\n", "use models: alone"),
+        ("models: {image: nope}\n", "image: 'nope' is not one of the entries (tiny, tiny-video)"),
+        ("models: {entries: {Big Model: {}}}\n", "must be 1-32 lowercase letters"),
+        ("models: {image: null, video: null}\n", "set image or video"),
+        ("models: {video: tiny}\n", "video: 'tiny' is not a clip model"),
+    ],
+)
+def test_a_wrong_models_section_says_what_shape_is_expected(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.parse(text, source="config.yaml")
+    message = str(caught.value)
+    assert expected in message and "\n" not in message
 
 
 def test_secrets_come_from_the_environment_only() -> None:

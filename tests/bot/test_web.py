@@ -82,7 +82,7 @@ async def test_the_page_shows_the_result_with_preview_tags(
     assert tags["twitter:card"] == "summary_large_image"
     assert "<b>" not in html
     assert "Seed <strong>5</strong>" in html
-    assert "<code>a &lt;b&gt;bold&lt;/b&gt; hamster --seed 5 --n 4</code>" in html
+    assert "<code>a &lt;b&gt;bold&lt;/b&gt; hamster --seed 5 --n 4 --model tiny</code>" in html
 
 
 async def test_the_file_has_its_type_and_cache_headers(

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from generators.config import LimitsConfig, RenderConfig, WorkerConfig
-from generators.pipelines import BatchSpec, DiffusersBackend, ModelInfo, Slot, StepCallback
+from generators.models import ModelInfo
+from generators.pipelines import BatchSpec, DiffusersBackend, Slot, StepCallback
 from generators.queue import InProcessQueue
 from generators.render import read_metadata
 from generators.requests import (

@@ -36,7 +36,7 @@ async def test_a_mention_gets_one_reply_whose_link_serves_the_page_and_the_image
         assert link is not None, reply.body
         assert link.group("title") == "a hamster godzilla"
         assert "4 images · seed 7" in reply.body
-        assert "`u/memebot a hamster godzilla --seed 7 --n 4`" in reply.body
+        assert "`u/memebot a hamster godzilla --seed 7 --n 4 --model tiny`" in reply.body
         assert "message/compose?to=memebot" in reply.body  # the opt-out
         entry = await world.entry(mention)
         assert entry is not None and entry.reply_id == reply.fullname and entry.job_id is not None

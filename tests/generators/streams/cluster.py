@@ -16,7 +16,9 @@ from bot.jobs import JobService
 from bot.remote import RemoteWorker, instance_name
 from bot.store import Store
 from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
-from generators.pipelines import DiffusersBackend, describe_model
+from generators.models import Catalog
+from generators.pipelines import DiffusersBackend
+from generators.presets import describe_model
 from generators.requests import TERMINAL, Finished, Progress
 from generators.streams.keys import Keys
 from generators.streams.queue import RedisQueue
@@ -26,6 +28,7 @@ from tests.helpers import TEST_SIZE
 
 #: What a bot expects its workers to run: the tiny preset as the tests load it.
 TINY = describe_model(ModelConfig(name="tiny", size=TEST_SIZE, steps=2))
+TINY_ONLY = Catalog((TINY,), image="tiny")
 
 
 @contextlib.asynccontextmanager
@@ -38,7 +41,7 @@ async def bot(
             client,
             keys,
             instance=await instance_name(store),
-            model=TINY,
+            catalog=TINY_ONLY,
             results_dir=folder / "results",
             per_user=per_user,
             total=total,
