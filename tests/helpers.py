@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from bot.jobs import JobService
 from bot.store import Store
 from generators.config import LimitsConfig, RenderConfig, WorkerConfig
 from generators.pipelines import DiffusersBackend
+from generators.pool import ModelPool
 from generators.queue import InProcessQueue
 from generators.requests import TERMINAL, Progress
 from generators.worker import GenerationWorker
@@ -37,19 +38,25 @@ async def collect(
 
 @contextlib.asynccontextmanager
 async def open_service(
-    backend: DiffusersBackend,
+    backend: DiffusersBackend | Sequence[DiffusersBackend] | ModelPool,
     db: Path,
     tmp_path: Path,
     *,
     start_worker: bool = True,
     per_user: int = 3,
+    switch_after: int | None = None,
     **config: object,
 ) -> AsyncIterator[JobService]:
-    """A job service on ``backend`` with its store in ``db``; the worker runs unless told not to."""
-    queue = InProcessQueue(per_user=per_user, total=200)
+    """A job service on ``backend`` (or several models, or a pool) with its store in ``db``.
+
+    The worker runs unless told not to.
+    """
+    queue = InProcessQueue(per_user=per_user, total=200, switch_after=switch_after)
     settings = WorkerConfig(results_dir=tmp_path / "results", per_user_queue=per_user, global_queue=200)
+    if isinstance(backend, DiffusersBackend):
+        backend = [backend]
     worker = GenerationWorker(
-        backend,
+        backend if isinstance(backend, ModelPool) else ModelPool.serving(*backend),
         queue,
         config=settings.model_copy(update=config),
         limits=LimitsConfig(),
