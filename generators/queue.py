@@ -38,14 +38,15 @@ def pick(
 ) -> list[Job]:
     """The next batch from the fair ``order``: the head and compatible jobs behind it, up to ``max_images``.
 
-    With ``ready``, when the head needs a model switch, the batch starts at the first ready job instead.
+    With ``ready`` and a ``switch_after`` above 0, when the head needs a model switch, the batch starts
+    at the first ready job instead (``switch_after`` None: no preference and no bound, the plain order).
     Either way, no job joins a batch if that would make a waiting job of another model overtaken
     (``overtaken`` so far, plus this batch) more than ``switch_after`` times; the caller adds what a
     batch overtook (see :func:`overtakes`). So every job waits behind at most ``switch_after`` jobs of
     other models that were behind it in the fair order.
     """
     seen = overtaken or {}
-    if ready is not None and not ready(order[0]):
+    if ready is not None and switch_after and not ready(order[0]):
         batch = _fill(order, key, size, max_images, ready, seen, switch_after)
         if batch:
             return batch

@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from generators.config import LimitsConfig, RenderConfig, WorkerConfig
+from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
 from generators.models import ModelInfo
-from generators.pipelines import BatchSpec, DiffusersBackend, Slot, StepCallback
+from generators.pipelines import BatchSpec, DiffusersBackend, Slot, StepCallback, load_backend
+from generators.pool import GUESSED_LOAD_S, ModelPool
 from generators.queue import InProcessQueue
 from generators.render import read_metadata
 from generators.requests import (
@@ -25,6 +26,7 @@ from generators.requests import (
     Job,
     Kind,
     Preview,
+    Progress,
     Queued,
     Started,
     Step,
@@ -80,8 +82,8 @@ async def make_worker(
 ) -> AsyncIterator[Callable[..., GenerationWorker]]:
     workers: list[GenerationWorker] = []
 
-    def make(backend: object, **config: object) -> GenerationWorker:
-        queue = InProcessQueue(per_user=20, total=100)
+    def make(backend: object, switch_after: int | None = None, **config: object) -> GenerationWorker:
+        queue = InProcessQueue(per_user=20, total=100, switch_after=switch_after)
         worker = GenerationWorker(
             backend,  # type: ignore[arg-type]
             queue,
@@ -330,3 +332,99 @@ async def test_a_clip_job_renders_every_frame(
         assert clip.format == "GIF"
         assert clip.n_frames == 8
         assert clip.size == (TEST_SIZE, TEST_SIZE)
+
+
+# -- several models -------------------------------------------------------------------------------------
+
+
+async def test_one_worker_makes_a_grid_and_a_clip_and_each_file_names_its_model(
+    tiny_backend: DiffusersBackend,
+    tiny_video_backend: DiffusersBackend,
+    make_worker: Callable[..., GenerationWorker],
+) -> None:
+    worker = make_worker(ModelPool.serving(tiny_backend, tiny_video_backend))
+    worker.start()
+    worker.submit(job("grid", n=4, model="tiny"))
+    worker.submit(job("clip", kind=Kind.VIDEO, model="tiny-video"))
+    seen = await collect(worker.events, {"grid", "clip"})
+    grid, clip = seen["grid"][-1], seen["clip"][-1]
+    assert isinstance(grid, Finished) and isinstance(clip, Finished)
+    with Image.open(grid.result.primary.path) as image:
+        assert image.format == "PNG" and image.size == (2 * TEST_SIZE, 2 * TEST_SIZE)
+    with Image.open(clip.result.primary.path) as image:
+        assert image.format == "GIF" and image.n_frames == 8
+    assert read_metadata(grid.result.primary.path.read_bytes())["model"] == "tiny"
+    assert "--model tiny" in read_metadata(grid.result.primary.path.read_bytes())["command"]
+    assert [e.batch_size for e in seen["grid"] if isinstance(e, Started)] == [4]  # never batched together
+
+
+def loading_pool(**configs: ModelConfig) -> tuple[ModelPool, list[str]]:
+    loads: list[str] = []
+
+    def loader(config: ModelConfig, name: str) -> DiffusersBackend:
+        loads.append(name)
+        return load_backend(config, name)
+
+    first = next(iter(configs))
+    return ModelPool(configs, image=first, video=None, max_loaded=1, loader=loader), loads
+
+
+@pytest.mark.expect_errors
+async def test_a_model_that_cannot_load_fails_its_jobs_and_the_other_model_serves(
+    make_worker: Callable[..., GenerationWorker],
+) -> None:
+    pool, _ = loading_pool(
+        tiny=ModelConfig(name="tiny", size=TEST_SIZE, steps=2), broken=ModelConfig(name="/no/such/folder")
+    )
+    worker = make_worker(pool)
+    worker.start()
+    worker.submit(job("bad", model="broken"))
+    worker.submit(job("good", owner="bob", model="tiny"))
+    seen = await collect(worker.events, {"bad", "good"})
+    failed = seen["bad"][-1]
+    assert isinstance(failed, Failed) and failed.model_load
+    assert "broken could not be loaded" in failed.reason and "does not exist" in failed.reason
+    assert isinstance(seen["good"][-1], Finished)
+    assert {s.name: bool(s.error) for s in pool.states()} == {"tiny": False, "broken": True}
+
+
+async def test_a_queue_for_two_models_on_one_slot_loads_each_model_a_bounded_number_of_times(
+    make_worker: Callable[..., GenerationWorker],
+) -> None:
+    pool, loads = loading_pool(
+        tiny=ModelConfig(name="tiny", size=TEST_SIZE, steps=1),
+        other=ModelConfig(name="tiny", size=TEST_SIZE, steps=1, seed=1),
+    )
+    worker = make_worker(pool, switch_after=8, batching=False)
+    for i in range(8):  # four users, each alternating models: the fair order switches at every job
+        worker.submit(job(f"j{i}", owner=f"user{i % 4}", model=("tiny", "other")[(i // 4 + i) % 2]))
+    worker.start()
+    seen = await collect(worker.events, {f"j{i}" for i in range(8)})
+    assert all(isinstance(events[-1], Finished) for events in seen.values())
+    assert len(loads) <= 3  # in fair order it would be 8 loads
+
+
+async def test_queue_etas_count_the_expected_model_loads(
+    make_worker: Callable[..., GenerationWorker],
+) -> None:
+    pool, _ = loading_pool(
+        tiny=ModelConfig(name="tiny", size=TEST_SIZE, steps=1),
+        other=ModelConfig(name="tiny", size=TEST_SIZE, steps=1, seed=1),
+    )
+    worker = make_worker(pool, batching=False)
+    for model in ("tiny", "other"):
+        worker.rates.record((model, TEST_SIZE, TEST_SIZE, 1), seconds=2.0, steps=1, images=1)
+    worker.submit(job("a", model="tiny"))
+    worker.submit(job("b", owner="bob", model="other"))
+    worker.submit(job("c", owner="carol", model="other"))
+    etas = {job_id: event.eta_s for job_id, event in drain(worker) if isinstance(event, Queued)}
+    guess = GUESSED_LOAD_S
+    # a: tiny loads first; b: after a, other loads; c: other is loaded by then.
+    assert etas == {"a": guess, "b": guess + 2.0 + guess, "c": guess + 2.0 + guess + 2.0}
+
+
+def drain(worker: GenerationWorker) -> list[tuple[str, Progress]]:
+    events = []
+    while not worker.events.empty():
+        events.append(worker.events.get_nowait())
+    return events

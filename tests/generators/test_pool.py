@@ -1,0 +1,107 @@
+"""The worker's models: first-use loading, least-recently-used eviction, budgets and broken models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generators.config import ModelConfig, ModelsConfig, WorkerConfig
+from generators.errors import ModelLoadError
+from generators.pipelines import Backend, load_backend
+from generators.pool import ModelPool
+from tests.helpers import TEST_SIZE
+
+CONFIGS = {
+    "tiny": ModelConfig(name="tiny", size=TEST_SIZE, steps=2),
+    "tiny-video": ModelConfig(name="tiny-video", size=TEST_SIZE, steps=2, frames=8),
+    "broken": ModelConfig(name="./no/such/folder"),
+}
+
+
+class CountingLoader:
+    """The real loader, counting what it loads."""
+
+    def __init__(self) -> None:
+        self.loads: list[str] = []
+
+    def __call__(self, config: ModelConfig, name: str) -> Backend:
+        self.loads.append(name)
+        return load_backend(config, name)
+
+
+def pool_of(max_loaded: int, max_memory_bytes: int | None = None) -> tuple[ModelPool, CountingLoader]:
+    loader = CountingLoader()
+    pool = ModelPool(
+        CONFIGS,
+        image="tiny",
+        video="tiny-video",
+        max_loaded=max_loaded,
+        max_memory_bytes=max_memory_bytes,
+        loader=loader,
+    )
+    return pool, loader
+
+
+def loaded(pool: ModelPool) -> set[str]:
+    return {state.name for state in pool.states() if state.loaded}
+
+
+def test_models_load_on_first_use_and_stay_until_evicted() -> None:
+    pool, loader = pool_of(max_loaded=2)
+    assert loaded(pool) == set() and pool.catalog.names == ["tiny", "tiny-video", "broken"]
+    image = pool.acquire("tiny")
+    assert image.info.name == "tiny" and pool.acquire("tiny") is image
+    pool.acquire("tiny-video")
+    assert loader.loads == ["tiny", "tiny-video"] and loaded(pool) == {"tiny", "tiny-video"}
+    state = {s.name: s for s in pool.states()}["tiny"]
+    assert state.load_s is not None and state.memory_bytes is not None and state.memory_bytes > 0
+    assert pool.load_estimate("tiny") == 0.0
+
+
+def test_one_loaded_model_means_the_least_recently_used_goes() -> None:
+    pool, loader = pool_of(max_loaded=1)
+    pool.acquire("tiny")
+    pool.acquire("tiny-video")
+    assert loaded(pool) == {"tiny-video"}
+    assert pool.load_estimate("tiny") > 0  # measured when it loaded
+    pool.acquire("tiny")
+    assert loader.loads == ["tiny", "tiny-video", "tiny"] and loaded(pool) == {"tiny"}
+
+
+def test_a_memory_budget_evicts_until_the_loaded_models_fit() -> None:
+    pool, _ = pool_of(max_loaded=3, max_memory_bytes=1)  # smaller than any model: one at a time
+    pool.acquire("tiny")
+    pool.acquire("tiny-video")
+    assert loaded(pool) == {"tiny-video"}
+
+
+@pytest.mark.expect_errors
+def test_a_model_that_cannot_load_fails_alone_and_is_remembered() -> None:
+    pool, loader = pool_of(max_loaded=2)
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        pool.acquire("broken")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        pool.acquire("broken")  # within retry_s: not tried again
+    assert loader.loads == ["broken"]
+    assert pool.acquire("tiny").info.name == "tiny"
+    states = {s.name: s for s in pool.states()}
+    assert "does not exist" in states["broken"].error and not states["broken"].loaded
+
+
+@pytest.mark.expect_errors
+def test_loading_at_start_loads_the_defaults_first_and_skips_a_broken_model() -> None:
+    pool, loader = pool_of(max_loaded=3)
+    pool.load_all()
+    assert loader.loads == ["tiny", "tiny-video", "broken"]
+    assert loaded(pool) == {"tiny", "tiny-video"}
+
+
+def test_the_pool_follows_the_config(tmp_path: Path) -> None:
+    models = ModelsConfig(
+        entries={"tiny": ModelConfig(), "clip": ModelConfig(name="tiny-video")}, video="clip"
+    )
+    pool = ModelPool.from_config(models, WorkerConfig(max_loaded_models=1, max_model_memory_gb=2.0))
+    assert (pool.max_loaded, pool.max_memory_bytes, pool.catalog.video) == (1, 2 * 1024**3, "clip")
+    only = ModelPool.from_config(models, WorkerConfig(), only=["clip"])
+    assert only.catalog.names == ["clip"] and (only.catalog.image, only.catalog.video) == (None, "clip")
