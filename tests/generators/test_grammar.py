@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from generators.config import LimitsConfig
 from generators.errors import BadRequest
 from generators.grammar import format_request, help_text, parse, size_for
+from generators.models import Catalog, ModelInfo
 from generators.requests import GenerationRequest, Kind
 
 LIMITS = LimitsConfig()
@@ -180,8 +183,9 @@ def test_no_input_crashes_the_parser(text: str) -> None:
 
 
 _FLAGS = ["--no", "--seed", "--ar", "--n", "--steps", "--top", "--bottom", "--video", "--nope", "—n", "–seed"]
+_MODELS = ["--model", "tiny", "Tiny-Video"]
 _pieces = st.sampled_from(
-    [*_FLAGS, "cat", "🍝", "a--b", "--", "—", "7", "16:9", "2", "0", "x", "\t", "\n", "-", ":"]
+    [*_FLAGS, *_MODELS, "cat", "🍝", "a--b", "--", "—", "7", "16:9", "2", "0", "x", "\t", "\n", "-", ":"]
 )
 
 
@@ -215,6 +219,7 @@ def requests(draw: st.DrawFn) -> GenerationRequest:
         top=draw(st.one_of(st.just(""), _text)),
         bottom=draw(st.one_of(st.just(""), _text)),
         kind=Kind.VIDEO if video else Kind.IMAGE,
+        model=draw(st.sampled_from([None, "tiny", "sd-turbo", "my.model_2"])),
     )
 
 
@@ -222,3 +227,36 @@ def requests(draw: st.DrawFn) -> GenerationRequest:
 @given(requests())
 def test_any_valid_request_round_trips(request: GenerationRequest) -> None:
     assert parse(format_request(request, LIMITS), LIMITS) == request
+
+
+CATALOG = Catalog(
+    (
+        ModelInfo("tiny", "builtin:tiny", Kind.IMAGE, 4, 50, 5.0, 256, 16, 8, "cpu", "float32"),
+        ModelInfo("tiny-video", "builtin:tiny-video", Kind.VIDEO, 4, 50, 5.0, 128, 16, 8, "cpu", "float32"),
+    ),
+    image="tiny",
+    video="tiny-video",
+)
+
+
+def test_model_names_a_model_and_formats_back() -> None:
+    request = parse("a cat --model Tiny --n 4", LIMITS, CATALOG)
+    assert request.model == "tiny" and request.n == 4
+    assert format_request(request, LIMITS) == "a cat --n 4 --model tiny"
+    assert parse("a cat", LIMITS, CATALOG).model is None  # the default is the job service's to fill
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a cat --model tiyn", "no model 'tiyn' here: did you mean tiny? the models are tiny, tiny-video"),
+        ("a cat --model", "--model takes one model name"),
+        ("a cat --model two words", "--model takes one model name (got 'two words')"),
+        ("a cat --model tiny --video", "tiny is an image model, so --video can't be used with it"),
+        ("a cat --model tiny --model tiny", "--model is given twice"),
+    ],
+)
+def test_model_refusals_say_what_to_type(text: str, message: str) -> None:
+    with pytest.raises(BadRequest, match=re.escape(message)) as caught:
+        parse(text, LIMITS, CATALOG)
+    assert caught.value.flag == "--model" or "--video" in message
