@@ -73,6 +73,61 @@ def test_imagine_a_clip(tmp_path: Path) -> None:
         assert clip.n_frames == 8
 
 
+def write_models(tmp_path: Path, extra: str = "") -> Path:
+    """A config serving tiny and tiny-video at test sizes, like the shipped one."""
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        "models:\n  image: tiny\n  video: tiny-video\n  entries:\n"
+        "    tiny: {size: 64, steps: 2}\n    tiny-video: {size: 64, steps: 2, frames: 8}\n"
+        f"{extra}"
+        f"store:\n  path: {tmp_path / 'memebot.db'}\nworker:\n  results_dir: {tmp_path / 'results'}\n"
+    )
+    return config
+
+
+def test_one_config_makes_grids_and_clips_and_model_picks_one(tmp_path: Path) -> None:
+    config = str(write_models(tmp_path))
+    for prompt, name in (
+        ("a cat --n 4", "grid.png"),
+        ("a cat --video", "clip.gif"),
+        ("a cat --model tiny-video", "named.gif"),
+    ):
+        assert main(["imagine", prompt, "-o", str(tmp_path / name), "-q", "--config", config]) == 0
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.format == "PNG" and grid.size == (128, 128)
+        assert "--model tiny" in grid.info["command"]  # the reproduce line names the model
+    for clip_name in ("clip.gif", "named.gif"):
+        with Image.open(tmp_path / clip_name) as clip:
+            assert clip.format == "GIF" and clip.n_frames == 8
+
+
+def test_model_mistakes_are_one_line_with_the_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_models(tmp_path))
+    assert main(["imagine", "a cat --model tiyn", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean tiny?" in err and "tiny, tiny-video" in err
+    assert main(["imagine", "a cat --model tiny --video", "--config", config]) == 2
+    assert "tiny is an image model" in capsys.readouterr().err
+
+
+def test_check_config_lists_the_models_and_a_missing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", "--config", str(write_models(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "model tiny: image, builtin:tiny, 64 px, 2 steps (default for image)" in out
+    assert "model tiny-video: video" in out and "(default for video)" in out
+    broken = write_models(tmp_path, extra="")
+    broken.write_text(
+        broken.read_text().replace("    tiny-video:", f"    mine: {{path: {tmp_path}/none}}\n    tiny-video:")
+    )
+    assert main(["check-config", "--config", str(broken)]) == 1
+    assert f"model mine: image, {tmp_path}/none" in (out := capsys.readouterr().out)
+    assert "PROBLEM: folder" in out and "does not exist" in out
+
+
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [("a cat --n 99", "--n"), ("a cat --sed 4", "did you mean --seed"), ("--seed 4", "prompt is empty")],
