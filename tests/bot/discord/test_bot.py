@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ class Env:
 
 @contextlib.asynccontextmanager
 async def discord_env(
-    backend: DiffusersBackend,
+    backend: DiffusersBackend | Sequence[DiffusersBackend],
     tmp_path: Path,
     fake: FakeDiscord,
     *,
@@ -68,12 +68,6 @@ async def discord_env(
                 yield Env(fake, bot, service)
             finally:
                 await bot.delivery.close()
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        yield server
 
 
 async def newest_job(service: JobService) -> JobRecord:
