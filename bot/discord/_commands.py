@@ -7,6 +7,7 @@ import dataclasses
 import io
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import discord
@@ -22,18 +23,22 @@ from bot.jobs import JobService
 from bot.store import JobStatus
 from generators import render
 from generators.errors import BadRequest, Forbidden, NotFound, UserError
-from generators.requests import GenerationRequest
+from generators.models import ModelInfo
+from generators.requests import GenerationRequest, Kind
 
 log = logging.getLogger(__name__)
 
 ASPECTS = ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"]
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+KIND_WORDS = {Kind.IMAGE: "image", Kind.VIDEO: "clip"}
+#: What /settings set model: takes to go back to the bot's own defaults.
+BOT_DEFAULT = "default"
 
 
 def command_text(prompt: str, **options: Any) -> str:
     """The slash command's options as the one grammar's flags, after the prompt."""
     flags = {"negative": "no", "n": "n", "seed": "seed", "aspect": "ar", "steps": "steps", "top": "top"}
-    flags |= {"bottom": "bottom"}
+    flags |= {"bottom": "bottom", "model": "model"}
     parts = [prompt]
     for name, flag in flags.items():
         value = options.get(name)
@@ -92,7 +97,7 @@ class Generation(commands.Cog):
         except UserError as error:  # lost a race for the last queue slot after acknowledging
             await interaction.edit_original_response(content=f"❌ {error}")
 
-    @app_commands.command(description="Draw a grid of pictures (or a clip) from a prompt")
+    @app_commands.command()
     @app_commands.describe(
         prompt="What to draw; flags like --no, --seed, --ar 16:9 work here too",
         negative="What to keep out",
@@ -103,6 +108,7 @@ class Generation(commands.Cog):
         top="Meme caption at the top",
         bottom="Meme caption at the bottom",
         video="A short clip instead of a grid",
+        model="Which image model draws it (see /info)",
     )
     @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
@@ -118,17 +124,20 @@ class Generation(commands.Cog):
         top: str | None = None,
         bottom: str | None = None,
         video: bool = False,
+        model: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
-        """/imagine."""
+        """Draw a grid of pictures (or a clip) from a prompt."""
         options = {"negative": negative, "n": n, "seed": seed, "aspect": aspect, "steps": steps, "top": top}
-        await self.start(interaction, command_text(prompt, **options, bottom=bottom, video=video))
+        options |= {"bottom": bottom, "video": video, "model": self.checked_model(model, None)}
+        await self.start(interaction, command_text(prompt, **options))
 
-    @app_commands.command(description="Make a short animated clip from a prompt")
+    @app_commands.command()
     @app_commands.describe(
         prompt="What happens in the clip",
         seed="A seed",
         top="Caption at the top",
         bottom="Caption at the bottom",
+        model="Which clip model makes it (see /info)",
     )
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def animate(
@@ -138,9 +147,24 @@ class Generation(commands.Cog):
         seed: app_commands.Range[int, 0, 4294967295] | None = None,
         top: str | None = None,
         bottom: str | None = None,
+        model: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
-        """/animate."""
-        await self.start(interaction, command_text(prompt, seed=seed, top=top, bottom=bottom, video=True))
+        """Make a short animated clip from a prompt."""
+        model = self.checked_model(model, Kind.VIDEO)
+        text = command_text(prompt, seed=seed, top=top, bottom=bottom, video=True, model=model)
+        await self.start(interaction, text)
+
+    def checked_model(self, name: str | None, kind: Kind | None) -> str | None:
+        """A model option as typed (the client lets anyone type anything): one of this bot's models,
+        of ``kind`` when given, else BadRequest naming the ones there are."""
+        if name is None:
+            return None
+        model = self.service.catalog.check_name(name.strip().lower())
+        if kind is not None and model.kind is not kind:
+            names = ", ".join(m.name for m in self.service.catalog.of_kind(kind)) or "none"
+            what = KIND_WORDS[kind]
+            raise BadRequest(f"{model.name} is not a {what} model; the {what} models here are {names}")
+        return model.name
 
     @app_commands.command(description="Put meme captions on an image or on one of your results")
     @app_commands.describe(
@@ -221,9 +245,9 @@ class Generation(commands.Cog):
         path = record.result.primary.path
         await interaction.response.send_message(content, file=await result_file(path))
 
-    @app_commands.command(description="The model, the queue and recent speed")
+    @app_commands.command()
     async def info(self, interaction: discord.Interaction[Any]) -> None:
-        """/info."""
+        """The models, the queue and recent speed."""
         hour_ago = time.time() - 3600
         recent = await self.service.store.recent(500)
         finished = [r for r in recent if r.result is not None and (r.finished_at or 0) > hour_ago]
@@ -252,6 +276,19 @@ class Generation(commands.Cog):
             if typed.lower() in r.id.lower() or typed.lower() in r.job.request.prompt.lower()
         ][:25]
 
+    @imagine.autocomplete("model")
+    async def _imagine_models(
+        self, interaction: discord.Interaction[Any], typed: str
+    ) -> list[app_commands.Choice[str]]:
+        kind = Kind.VIDEO if getattr(interaction.namespace, "video", False) else Kind.IMAGE
+        return model_choices(self.service.catalog.of_kind(kind), typed)
+
+    @animate.autocomplete("model")
+    async def _clip_models(
+        self, interaction: discord.Interaction[Any], typed: str
+    ) -> list[app_commands.Choice[str]]:
+        return model_choices(self.service.catalog.of_kind(Kind.VIDEO), typed)
+
     # -- /settings (Manage Server) -----------------------------------------------------------------
 
     async def _admin(self, interaction: discord.Interaction[Any]) -> tuple[int, GuildSettings]:
@@ -272,10 +309,11 @@ class Generation(commands.Cog):
         _, settings = await self._admin(interaction)
         await interaction.response.send_message(describe_settings(settings), ephemeral=True)
 
-    @settings.command(name="set", description="Change defaults and policies")
+    @settings.command(name="set")
     @app_commands.describe(
         default_n="Images per request here (1-9)",
-        channel="Apply default_n to this channel only",
+        model=f"Default model for its kind (images or clips) here; {BOT_DEFAULT}: the bot's own",
+        channel="Apply default_n and model to this channel only",
         max_n="Most images one request may ask for on this server",
         allow_nsfw="Allow flagged prompts in age-restricted channels (off: nowhere)",
         requester_only_buttons="Only the requester (or moderators) may use a result's buttons",
@@ -290,9 +328,13 @@ class Generation(commands.Cog):
         allow_nsfw: bool | None = None,
         requester_only_buttons: bool | None = None,
         spoiler: bool | None = None,
+        model: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
-        """/settings set."""
+        """Change defaults and policies."""
         guild_id, settings = await self._admin(interaction)
+        if model is not None:
+            where = None if channel is None else channel.id
+            settings = settings.with_model(self._model_setting(model), where)
         changes: dict[str, Any] = {
             name: value for name, value in (("max_n", max_n), ("allow_nsfw", allow_nsfw)) if value is not None
         }
@@ -305,6 +347,19 @@ class Generation(commands.Cog):
         if spoiler is not None:
             changes["spoiler"] = spoiler
         await self._save(interaction, guild_id, _replace(settings, changes))
+
+    def _model_setting(self, typed: str) -> ModelInfo | None:
+        name = typed.strip().lower()
+        if name == BOT_DEFAULT and name not in self.service.catalog:
+            return None
+        return self.service.catalog.check_name(name)
+
+    @settings_set.autocomplete("model")
+    async def _any_models(
+        self, interaction: discord.Interaction[Any], typed: str
+    ) -> list[app_commands.Choice[str]]:
+        back = app_commands.Choice(name=f"{BOT_DEFAULT} (the bot's own defaults)", value=BOT_DEFAULT)
+        return [*model_choices(self.service.catalog, typed), back][:25]
 
     @ban.command(name="add", description="Refuse prompts containing a word")
     async def ban_add(
@@ -327,12 +382,24 @@ def _replace(settings: GuildSettings, changes: dict[str, Any]) -> GuildSettings:
     return dataclasses.replace(settings, **changes)
 
 
+def model_choices(models: Iterable[ModelInfo], typed: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete entries for the models whose name contains what was typed."""
+    typed = typed.strip().lower()
+    return [
+        app_commands.Choice(name=clip(f"{m.name} · {KIND_WORDS[m.kind]}, {m.size} px", 100), value=m.name)
+        for m in models
+        if typed in m.name
+    ][:25]
+
+
 def describe_settings(settings: GuildSettings) -> str:
     """The settings as an admin reads them."""
     channels = ", ".join(f"<#{c}>: {n}" for c, n in settings.channel_n.items()) or "none"
+    channel_models = ", ".join(f"<#{c}>: {_models(m)}" for c, m in settings.channel_models.items())
     return "\n".join(
         [
             f"Default images: {settings.default_n or 'bot default'} (per channel: {channels})",
+            f"Default models: {_models(settings.models)} (per channel: {channel_models or 'none'})",
             f"Most images per request: {settings.max_n or 'bot limit'}",
             f"Flagged prompts in age-restricted channels: {'allowed' if settings.allow_nsfw else 'never'}",
             f"Buttons only for the requester: {'yes' if settings.requester_only_buttons else 'no'}",
@@ -340,6 +407,11 @@ def describe_settings(settings: GuildSettings) -> str:
             f"Banned words: {', '.join(settings.ban_words) or 'none'}",
         ]
     )
+
+
+def _models(models: dict[str, str]) -> str:
+    words = {kind.value: word for kind, word in KIND_WORDS.items()}
+    return ", ".join(f"{words.get(kind, kind)} {name}" for kind, name in models.items()) or "bot default"
 
 
 async def reply_error(interaction: discord.Interaction[Any], message: str) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 from bot.settings import DiscordConfig
 from bot.store import Store
 from generators.errors import BadRequest, Banned, Forbidden, RateLimited
-from generators.requests import GenerationRequest
+from generators.models import ModelInfo
+from generators.requests import GenerationRequest, Kind
 
 GUILDS = "discord:guild"
 
@@ -28,6 +29,9 @@ class GuildSettings:
     requester_only_buttons: bool = False
     spoiler: bool = False
     channel_n: dict[str, int] = field(default_factory=dict)  # channel id → default --n there
+    # A default model per kind ("image", "video"), so a server can pick both a picture and a clip model.
+    models: dict[str, str] = field(default_factory=dict)
+    channel_models: dict[str, dict[str, str]] = field(default_factory=dict)  # channel id → the same, there
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -45,11 +49,30 @@ class GuildSettings:
             requester_only_buttons=bool(data.get("requester_only_buttons", False)),
             spoiler=bool(data.get("spoiler", False)),
             channel_n={str(k): int(v) for k, v in data.get("channel_n", {}).items()},
+            models={str(k): str(v) for k, v in data.get("models", {}).items()},
+            channel_models={
+                str(channel): {str(k): str(v) for k, v in models.items()}
+                for channel, models in data.get("channel_models", {}).items()
+            },
         )
 
     def n_for(self, channel_id: int | None) -> int | None:
         """The default image count in a channel: the channel's, else the server's."""
         return self.channel_n.get(str(channel_id), self.default_n)
+
+    def model_for(self, channel_id: int | None, kind: Kind) -> str | None:
+        """The default model for ``kind`` in a channel: the channel's, else the server's, else none."""
+        return self.channel_models.get(str(channel_id), {}).get(kind.value, self.models.get(kind.value))
+
+    def with_model(self, model: ModelInfo | None, channel_id: int | None) -> GuildSettings:
+        """These settings with ``model`` as the default for its kind (None: back to the bot's defaults)."""
+        key = None if channel_id is None else str(channel_id)
+        current = self.models if key is None else self.channel_models.get(key, {})
+        chosen = {} if model is None else current | {model.kind.value: model.name}
+        if key is None:
+            return replace(self, models=chosen)
+        channel_models = {c: m for c, m in self.channel_models.items() if c != key}
+        return replace(self, channel_models=channel_models | ({key: chosen} if chosen else {}))
 
 
 async def load_guild(store: Store, guild_id: int | None) -> GuildSettings:

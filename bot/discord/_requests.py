@@ -56,11 +56,16 @@ class Requests:
         self._guilds[guild_id] = settings
 
     def parse(self, text: str, guild: GuildSettings, channel_id: int | None) -> GenerationRequest:
-        """The one grammar, with this server's (or channel's) default image count."""
+        """The one grammar, with this server's (or channel's) default image count and model."""
         default_n = guild.n_for(channel_id)
         if guild.max_n is not None:
             default_n = min(default_n or guild.max_n, guild.max_n)
-        return self.service.parse(text, default_n=default_n)
+        request = self.service.parse(text, default_n=default_n)
+        # The kind (picture or clip) is known once parsed; only then is it clear which default applies.
+        default_model = guild.model_for(channel_id, request.kind)
+        if default_model is None or default_model == request.model:
+            return request
+        return self.service.parse(text, default_n=default_n, default_model=default_model)
 
     def check(
         self,

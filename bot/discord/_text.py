@@ -36,10 +36,11 @@ def progress_text(event: Progress, request: GenerationRequest, now: float | None
 
 
 def result_text(request: GenerationRequest, *, seed: int, job_id: str, user_id: int, command: str) -> str:
-    """The caption of a finished grid or clip: prompt, seed, job id and who asked."""
+    """The caption of a finished grid or clip: prompt, model, seed, job id and who asked."""
+    model = f"model `{request.model}` · " if request.model else ""
     lines = [
         f"**{clip(request.prompt, 600)}**",
-        f"seed `{seed}` · job `{job_id}` · by <@{user_id}>",
+        f"{model}seed `{seed}` · job `{job_id}` · by <@{user_id}>",
         f"`/imagine prompt:{clip(command, 1000)}`",
     ]
     return clip("\n".join(lines), DISCORD_LIMIT)

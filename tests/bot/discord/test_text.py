@@ -1,8 +1,13 @@
-"""What /info says about the workers."""
+"""What the bot's messages say, and what a server's settings hold."""
 
 from __future__ import annotations
 
-from bot.discord._text import workers_line
+import dataclasses
+
+from bot.discord._policy import GuildSettings
+from bot.discord._text import result_text, workers_line
+from generators.models import ModelInfo
+from generators.requests import GenerationRequest, Kind
 from generators.streams.heartbeat import WorkerStatus
 
 
@@ -21,3 +26,22 @@ def test_no_worker_online_says_jobs_wait() -> None:
 def test_a_long_list_is_cut_with_a_count() -> None:
     line = workers_line([WorkerStatus(f"w{i}", "tiny", "cpu") for i in range(13)])
     assert line.startswith("Workers: 13: w0 (0 running)") and line.endswith("w9 (0 running) and 3 more")
+
+
+def test_a_result_names_its_model_and_the_command_to_make_it_again() -> None:
+    request = GenerationRequest(prompt="a cat", model="tiny-b")
+    text = result_text(request, seed=7, job_id="abc", user_id=1, command="a cat --seed 7 --model tiny-b")
+    assert "model `tiny-b` · seed `7` · job `abc`" in text and text.endswith("--model tiny-b`")
+
+
+def test_guild_settings_keep_a_default_model_per_kind_per_server_and_channel() -> None:
+    image = ModelInfo("tiny-b", "tiny", Kind.IMAGE, 3, 50, 0.0, 64, 1, 8, "cpu", "float32")
+    other = dataclasses.replace(image, name="tiny")
+    clip = dataclasses.replace(image, name="tiny-video", kind=Kind.VIDEO)
+    settings = GuildSettings().with_model(image, None).with_model(clip, None).with_model(other, 42)
+    assert settings.model_for(42, Kind.IMAGE) == "tiny" and settings.model_for(7, Kind.IMAGE) == "tiny-b"
+    assert settings.model_for(42, Kind.VIDEO) == "tiny-video"  # the server's, for the kind 42 left unset
+    assert GuildSettings.from_dict(settings.to_dict()) == settings
+    cleared = settings.with_model(None, 42).with_model(None, None)
+    assert cleared.models == {} and cleared.channel_models == {}
+    assert GuildSettings.from_dict({"default_n": 4}).models == {}  # settings written before models existed
