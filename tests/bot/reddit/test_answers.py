@@ -252,3 +252,22 @@ async def test_a_failed_image_post_is_retried_then_the_reply_links_the_page(
     (reply,) = fake.replies_to(mention)
     assert _LINK.search(reply.body) is not None
     assert "posted here" not in reply.body
+
+
+async def test_a_mention_picks_a_model_and_a_wrong_name_is_answered_with_the_models(
+    tiny_backend: DiffusersBackend, tiny_video_backend: DiffusersBackend, tmp_path: Path, fake: FakeReddit
+) -> None:
+    clip = fake.mention("u/memebot a cat dancing --model tiny-video --seed 3", author="alice")
+    typo = fake.mention("u/memebot a cat --model tiyn", author="bob")
+    async with run_bot([tiny_backend, tiny_video_backend], tmp_path, fake) as world:
+        await world.bot.poll_once()
+        await answered(world, clip)
+        await answered(world, typo)
+        entry = await world.entry(clip)
+        assert entry is not None and entry.job_id is not None
+        record = await world.service.store.get(entry.job_id)
+        assert record is not None and record.result is not None
+        assert record.job.request.model == "tiny-video" and record.result.primary.mime == "image/gif"
+        assert "--model tiny-video --video" in fake.replies_to(clip)[0].body
+    refusal = fake.replies_to(typo)[0].body
+    assert "did you mean tiny?" in refusal and "the models are tiny, tiny-video" in refusal

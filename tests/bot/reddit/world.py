@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,12 @@ class World:
 
 @contextlib.asynccontextmanager
 async def run_bot(
-    backend: DiffusersBackend, tmp_path: Path, fake: FakeReddit, *, poll: bool = False, **reddit: Any
+    backend: DiffusersBackend | Sequence[DiffusersBackend],
+    tmp_path: Path,
+    fake: FakeReddit,
+    *,
+    poll: bool = False,
+    **reddit: Any,
 ) -> AsyncIterator[World]:
     """Start as ``memebot run`` does (store, web, Reddit, then ``recover``), on ``tmp_path/jobs.db``.
 
