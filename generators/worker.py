@@ -271,12 +271,6 @@ class GenerationWorker:
 
     async def _run_batch(self, jobs: list[Job]) -> None:
         model = self.model_of(jobs[0]).name
-        try:
-            backend = await self.loop.run_in_executor(self._gpu, self.models.acquire, model)
-        except ModelLoadError as error:
-            for job in jobs:
-                self._release(job.id, Failed(f"the model {model} could not be loaded: {error}", True))
-            return
         plans = {job.id: self.plan(job) for job in jobs}
         spec = plans[jobs[0].id].spec
         items = [_Item(job.id, slot) for job in jobs for slot in plans[job.id].slots]
@@ -284,8 +278,14 @@ class GenerationWorker:
             self._emit(job.id, Started(batch_size=len(items)))
         started = time.monotonic()
         estimate = self.rates.estimate(self.batch_key(jobs[0]), spec.steps, len(items))
-        self._busy_until = started + (estimate or 0.0)
+        self._busy_until = started + self.models.load_estimate(model) + (estimate or 0.0)
         self.publish_positions()
+        try:  # the jobs count as running while their model loads: a load is part of their time
+            backend = await self.loop.run_in_executor(self._gpu, self.models.acquire, model)
+        except ModelLoadError as error:
+            for job in jobs:
+                self._release(job.id, Failed(f"the model {model} could not be loaded: {error}", True))
+            return
         chunks = [items[i : i + self.config.max_batch] for i in range(0, len(items), self.config.max_batch)]
         outcomes: dict[_Item, _Outcome] = {}
         for index, chunk in enumerate(chunks):
