@@ -1,5 +1,7 @@
 """Prometheus metrics of one bot: queue depth, jobs by outcome, latencies, batch sizes, workers.
 
+Per model: the jobs waiting for it and the live workers serving it, so a model nobody serves shows.
+
 They are measured from the job service's events, so they read the same with the in-process worker and
 with Redis workers (where latencies include the trip through Redis). Each bot has its own registry;
 serve it with :func:`add_routes`.
@@ -7,6 +9,7 @@ serve it with :func:`add_routes`.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +54,7 @@ class Metrics:
         workers = Gauge("memebot_workers", "Workers serving this bot (live heartbeats).", registry=registry)
         workers.set_function(lambda: len(runner.workers))
         registry.register(_WorkerCollector(runner))
+        registry.register(_ModelCollector(runner))
         self.jobs = Counter("memebot_jobs", "Jobs that ended, by outcome.", ["outcome"], registry=registry)
         for outcome in ("done", "failed", "cancelled"):
             self.jobs.labels(outcome)  # shown as 0 before the first one
@@ -112,25 +116,47 @@ class Metrics:
 
 
 class _WorkerCollector(Collector):
-    """One sample per live worker: its running jobs and its measured speed."""
+    """One sample per live worker: its running jobs and its measured speed (``models``: comma-joined)."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
 
     def collect(self) -> Iterator[Metric]:
         """The workers as of the runner's last look."""
-        busy = GaugeMetricFamily(
-            "memebot_worker_busy", "Jobs a worker is running.", labels=["worker", "model"]
-        )
+        labels = ["worker", "models"]
+        busy = GaugeMetricFamily("memebot_worker_busy", "Jobs a worker is running.", labels=labels)
         speed = GaugeMetricFamily(
-            "memebot_worker_images_per_second", "A worker's measured speed.", labels=["worker", "model"]
+            "memebot_worker_images_per_second", "A worker's measured speed.", labels=labels
         )
         for worker in self.runner.workers:
-            busy.add_metric([worker.name, worker.model], worker.busy)
+            values = [worker.name, ",".join(worker.models)]
+            busy.add_metric(values, worker.busy)
             if worker.images_per_s is not None:
-                speed.add_metric([worker.name, worker.model], worker.images_per_s)
+                speed.add_metric(values, worker.images_per_s)
         yield busy
         yield speed
+
+
+class _ModelCollector(Collector):
+    """One sample per model (the catalog's, and any a worker serves): jobs waiting, workers serving it."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def collect(self) -> Iterator[Metric]:
+        """The queue and the workers as of the runner's last look."""
+        workers = self.runner.workers
+        waiting = collections.Counter(job.request.model or "" for job in self.runner.queue.order())
+        models = dict.fromkeys([*self.runner.catalog.names, *(m for w in workers for m in w.models)])
+        depth = GaugeMetricFamily("memebot_model_queue_depth", "Jobs waiting, by model.", labels=["model"])
+        serving = GaugeMetricFamily(
+            "memebot_model_workers", "Live workers serving each model.", labels=["model"]
+        )
+        for model in models:
+            depth.add_metric([model], waiting[model])
+            serving.add_metric([model], sum(w.serves(model) for w in workers))
+        yield depth
+        yield serving
 
 
 METRICS = web.AppKey("metrics", Metrics)

@@ -1,10 +1,11 @@
 """The bot's side of the Redis queue (``queue.backend: redis``): GPU workers elsewhere run the jobs.
 
-Submitting appends to the owner's stream through a script that checks both caps, so several bot
-processes share one per-user and one global limit. Each bot reads its jobs' events from its own stream
-through a consumer group and acknowledges them only once the job service has recorded them, so a
-restart carries on where it stopped. Result files are fetched from Redis into the results folder before
-the job service sees the Finished event.
+Submitting appends to the owner's stream of the job's model through a script that checks both caps, so
+several bot processes share one per-user and one global limit (counted over every model). A job whose
+model no live worker serves is refused at once rather than left waiting in silence. Each bot reads its
+jobs' events from its own stream through a consumer group and acknowledges them only once the job
+service has recorded them, so a restart carries on where it stopped. Result files are fetched from Redis
+into the results folder before the job service sees the Finished event.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.store import Store
-from generators.errors import QueueFull
+from generators.errors import BadRequest, QueueFull
 from generators.models import Catalog, ModelState
 from generators.queue import queue_full, user_queue_full
 from generators.requests import (
@@ -58,6 +59,22 @@ REFRESH_DELAY_S = 0.05
 SYNC_TIMEOUT_S = 30.0
 EXPIRED_REASON = "the result expired before this bot could fetch it; please ask again"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+
+
+class NoWorker(BadRequest, QueueFull):
+    """No live worker serves the job's model.
+
+    Also a QueueFull: the job service forgets a job the queue refused with one (like a full queue).
+    """
+
+
+def no_worker(model: str, served: list[str]) -> NoWorker:
+    """The refusal of a job for ``model``, naming the models that are served now."""
+    now = f"served now: {', '.join(served)}" if served else "no worker is online"
+    return NoWorker(
+        f"no worker serves the model {model} right now; try again later or pick another with --model ({now})",
+        flag="--model",
+    )
 
 
 async def instance_name(store: Store) -> str:
@@ -140,7 +157,7 @@ class RemoteWorker:
 
     def model_states(self) -> list[ModelState]:
         """A model counts as loaded here when a live worker serves it."""
-        served = {name for worker in self._workers for name in worker.model.split(",")}
+        served = self._served()
         return [ModelState(name, loaded=name in served) for name in self._catalog.names]
 
     @property
@@ -171,17 +188,24 @@ class RemoteWorker:
     # -- the runner ---------------------------------------------------------------------------------
 
     async def submit(self, job: Job, *, force: bool = False) -> None:
-        """Append ``job`` to its owner's stream if both caps allow (``force``: always)."""
+        """Append ``job`` to its model's stream of its owner if both caps allow (``force``: always).
+
+        Raises NoWorker when no live worker serves the model, unless ``force`` (a recovered job waits
+        for its worker).
+        """
         keys = self.keys
+        model = job.request.model or self._catalog.resolve(job.request).model or ""
         try:
+            if not force:
+                await self._check_served(model)
             answer = await self.scripts.enqueue(
                 keys=[
-                    keys.queue(job.owner),
-                    keys.owners,
+                    keys.queue(model, job.owner),
+                    keys.owners(model),
                     keys.turn,
                     keys.waiting,
                     keys.total,
-                    keys.streams,
+                    keys.streams(model),
                     keys.job(job.id),
                 ],
                 args=[
@@ -194,6 +218,7 @@ class RemoteWorker:
                     int(force),
                     GROUP,
                     keys.wake,
+                    model,
                 ],
             )
         except RedisError as error:
@@ -205,19 +230,26 @@ class RemoteWorker:
             raise queue_full(self._queue.total)
         self._moved.set()  # the refresher reads the new order and tells the job its place
 
+    async def _check_served(self, model: str) -> None:
+        """Raise NoWorker unless a live worker serves ``model``, reading the heartbeats again first."""
+        if model in self._served():
+            return
+        # The list may predate a worker that started since (a bot started before its workers): look
+        # again before refusing.
+        await self._read_workers()
+        served = self._served()
+        if model not in served:
+            raise no_worker(model, sorted(served))
+
+    def _served(self) -> set[str]:
+        return {name for worker in self._workers for name in worker.models}
+
     async def cancel(self, job_id: str) -> bool:
         """Remove a waiting job, or flag a running one for its worker."""
         keys = self.keys
         answer = await self.scripts.cancel(
-            keys=[
-                keys.job(job_id),
-                keys.waiting,
-                keys.total,
-                keys.owners,
-                keys.streams,
-                keys.cancel(job_id),
-            ],
-            args=[job_id, keys.cancels, CANCEL_FLAG_S],
+            keys=[keys.job(job_id), keys.waiting, keys.total, keys.cancel(job_id)],
+            args=[job_id, keys.cancels, CANCEL_FLAG_S, keys.owners_root, keys.streams_root],
         )
         if answer == b"removed":
             self.events.put_nowait((job_id, Cancelled()))
@@ -244,33 +276,43 @@ class RemoteWorker:
     # -- the queue's state --------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Read the fair order and the live workers; tell this bot's waiting jobs where they are."""
+        """Read the fair order and the live workers; tell this bot's waiting jobs where they are.
+
+        The order merges the models' lanes by turn, as if they were one line; a job's ETA counts only
+        the jobs of its model ahead of it and the workers that serve that model.
+        """
         async with self._refresh_lock:
+            models = self._catalog.names
             rows = await self.scripts.peek(
-                keys=[self.keys.owners], args=[self.keys.queue_prefix, 2 * self._queue.total]
+                keys=[self.keys.owners(model) for model in models],
+                args=[self.keys.queue_root, 2 * self._queue.total, *models],
             )
             order, mine = [], set()
-            for _, _, job_json, reply in rows:
+            for _, _, _, job_json, reply in rows:
                 job = Job.from_dict(json.loads(job_json))
                 order.append(job)
                 if reply.decode() == self.stream:
                     mine.add(job.id)
             self._queue.update(order)
             if time.monotonic() - self._workers_read_at >= self.refresh_s:  # heartbeats are slower
-                self._workers = await live_workers(self.client, self.keys)
-                self._workers_read_at = time.monotonic()
-                self._check_models()
+                await self._read_workers()
             self._tell_positions(order, mine)
 
+    async def _read_workers(self) -> None:
+        self._workers = await live_workers(self.client, self.keys)
+        self._workers_read_at = time.monotonic()
+        self._check_models()
+
     def _tell_positions(self, order: list[Job], mine: set[str]) -> None:
-        speed = sum(w.images_per_s or 0.0 for w in self._workers)
-        ahead = 0
+        ahead: dict[str, int] = {}  # images waiting before this job, by model
         for position, job in enumerate(order):
+            model = job.request.model or ""
             if job.id in mine and self._positions.get(job.id) != position:
                 self._positions[job.id] = position
-                eta = round(ahead / speed, 1) if speed else None
+                speed = sum(w.images_per_s or 0.0 for w in self._workers if w.serves(model))
+                eta = round(ahead.get(model, 0) / speed, 1) if speed else None
                 self.events.put_nowait((job.id, Queued(position, eta)))
-            ahead += self._images_of(job)
+            ahead[model] = ahead.get(model, 0) + self._images_of(job)
         for job_id in set(self._positions) - mine:
             del self._positions[job_id]
 
@@ -282,7 +324,7 @@ class RemoteWorker:
 
     def _check_models(self) -> None:
         for worker in self._workers:
-            unknown = set(worker.model.split(",")) - set(self._catalog.names)
+            unknown = set(worker.models) - set(self._catalog.names)
             if unknown and worker.name not in self._warned_models:
                 self._warned_models.add(worker.name)
                 log.warning(

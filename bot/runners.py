@@ -96,7 +96,7 @@ class LocalRunner:
         models = self.worker.models
         loaded = [state.name for state in models.states() if state.loaded]
         device = models.info(loaded[0]).device if loaded else "idle"
-        return [WorkerStatus("local", ",".join(self.catalog.names), device, busy=self.worker.busy)]
+        return [WorkerStatus("local", tuple(self.catalog.names), device, busy=self.worker.busy)]
 
     async def submit(self, job: Job, *, force: bool = False) -> None:
         """Queue ``job`` for the worker."""

@@ -18,29 +18,34 @@ from generators.streams.keys import Keys
 
 @dataclass(frozen=True, slots=True)
 class WorkerStatus:
-    """What a worker says about itself: what it runs, how busy and how fast, and when it last said so."""
+    """What a worker says about itself: the models it serves, how busy and fast, and when it last said so."""
 
     name: str
-    model: str
+    models: tuple[str, ...]
     device: str
     busy: int = 0
     done: int = 0
     images_per_s: float | None = None
     seen_at: float = 0.0
 
+    def serves(self, model: str) -> bool:
+        """Whether this worker takes jobs of ``model``."""
+        return model in self.models
+
     def to_fields(self) -> dict[str, str]:
-        """Hash fields (see :meth:`from_fields`); an unknown speed is left out."""
-        values = dataclasses.asdict(self)
+        """Hash fields (see :meth:`from_fields`): the models comma-joined; an unknown speed is left out."""
+        values = dataclasses.asdict(self) | {"models": ",".join(self.models)}
         return {name: str(value) for name, value in values.items() if value is not None}
 
     @classmethod
     def from_fields(cls, fields: Mapping[bytes | str, bytes | str]) -> WorkerStatus:
-        """Rebuild a status written by :meth:`to_fields`."""
+        """Rebuild a status written by :meth:`to_fields` (or by an older worker, which wrote ``model``)."""
         text = {_text(key): _text(value) for key, value in fields.items()}
         speed = text.get("images_per_s")
+        models = text.get("models", text.get("model", ""))
         return cls(
             name=text["name"],
-            model=text["model"],
+            models=tuple(name for name in models.split(",") if name),
             device=text["device"],
             busy=int(text.get("busy", 0)),
             done=int(text.get("done", 0)),

@@ -16,39 +16,50 @@ class Keys:
 
     prefix: str
 
-    def queue(self, owner: str) -> str:
-        """The stream of one owner's waiting and running jobs."""
-        return f"{self.prefix}:q:{owner}"
+    def queue(self, model: str, owner: str) -> str:
+        """The stream of one owner's waiting and running jobs for one model."""
+        return f"{self.queue_root}{model}:{owner}"
 
     @property
-    def queue_prefix(self) -> str:
-        """What :meth:`queue` puts before the owner (the Lua scripts build stream names with it)."""
+    def queue_root(self) -> str:
+        """What :meth:`queue` puts before ``model:owner`` (the Lua scripts build stream names with it).
+
+        Model names hold no ':' (see ``ModelsConfig``), so the first one after the root ends the model.
+        """
         return f"{self.prefix}:q:"
 
+    def owners(self, model: str) -> str:
+        """Sorted set of owners with jobs of ``model`` waiting; the score is their turn (lowest goes next)."""
+        return f"{self.owners_root}{model}"
+
     @property
-    def owners(self) -> str:
-        """Sorted set of owners with waiting jobs; the score is their turn (lowest goes next)."""
-        return f"{self.prefix}:owners"
+    def owners_root(self) -> str:
+        """What :meth:`owners` puts before the model."""
+        return f"{self.prefix}:owners:"
 
     @property
     def turn(self) -> str:
-        """Counter that hands out turns."""
+        """Counter that hands out turns, shared by every model (so turns compare across models)."""
         return f"{self.prefix}:turn"
 
     @property
     def waiting(self) -> str:
-        """Hash: owner → how many of their jobs wait (not yet taken by a worker)."""
+        """Hash: owner → how many of their jobs wait, of every model (the per-user cap counts them all)."""
         return f"{self.prefix}:waiting"
 
     @property
     def total(self) -> str:
-        """How many jobs wait in all."""
+        """How many jobs wait in all, of every model."""
         return f"{self.prefix}:total"
 
+    def streams(self, model: str) -> str:
+        """Set of ``model``'s owner streams that hold entries (where a dead worker's jobs may be pending)."""
+        return f"{self.streams_root}{model}"
+
     @property
-    def streams(self) -> str:
-        """Set of owner streams that hold entries (where a dead worker's jobs may be pending)."""
-        return f"{self.prefix}:streams"
+    def streams_root(self) -> str:
+        """What :meth:`streams` puts before the model."""
+        return f"{self.prefix}:streams:"
 
     def job(self, job_id: str) -> str:
         """Hash of one queued or running job: its stream entry, state, worker and reply stream."""
@@ -92,7 +103,7 @@ class Keys:
 
     @property
     def wake(self) -> str:
-        """Channel: a job was queued (idle workers look again)."""
+        """Channel: a job of the model in the message was queued (idle workers serving it look again)."""
         return f"{self.prefix}:wake"
 
     @property

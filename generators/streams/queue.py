@@ -1,10 +1,14 @@
 """A GPU worker's side of the Redis queue: fair batches in, acknowledgements out.
 
-``take`` looks at the waiting jobs in their fair order (one per owner per round, across every bot),
-picks the head and the compatible jobs behind it as :class:`~generators.queue.InProcessQueue` does,
+A worker serves some models (:meth:`RedisQueue.serve`) and sees only their jobs. ``take`` looks at
+those waiting in their fair order (one per owner and model per round, across every bot; the models'
+lanes interleave by turn), picks a batch with :func:`~generators.queue.pick` as
+:class:`~generators.queue.InProcessQueue` does, so a loaded model may go first within ``switch_after``,
 and claims exactly those through the consumer group; if another worker claimed first it looks again.
-Jobs left pending by a worker that died are taken over after ``claim_idle_s``; one delivered more than
-``max_deliveries`` times goes to the dead-letter stream instead, and its owner hears it failed.
+The overtakes are counted by each worker for its own batches: with several workers on the same models,
+the bound holds per worker. Jobs left pending by a worker that died are taken over after
+``claim_idle_s`` by a worker of the same model; one delivered more than ``max_deliveries`` times goes to
+the dead-letter stream instead, and its owner hears it failed.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
-from generators.queue import BatchKey, JobSize, Ready
+from generators.queue import BatchKey, JobSize, Ready, overtakes, pick
 from generators.requests import Cancelled, Failed, Job
 from generators.streams.codec import Fields, encode
 from generators.streams.keys import GROUP, Keys
@@ -39,9 +44,10 @@ PEEK_DEPTH = 64
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A job this worker took: its entry, and the stream its events go to."""
+    """A job this worker took: its model, its entry, and the stream its events go to."""
 
     job: Job
+    model: str
     stream: str
     entry: str
     reply: str
@@ -49,36 +55,59 @@ class Held:
 
 @dataclass(frozen=True, slots=True)
 class _Waiting:
+    model: str
     owner: str
     entry: str
     job: Job
 
 
-def choose(waiting: Sequence[_Waiting], key: BatchKey, size: JobSize, max_images: int) -> list[_Waiting]:
-    """The head of the fair order and the compatible jobs behind it, up to ``max_images`` images.
+def choose(
+    waiting: Sequence[_Waiting],
+    key: BatchKey,
+    size: JobSize,
+    max_images: int,
+    *,
+    ready: Ready | None = None,
+    overtaken: Mapping[str, int] | None = None,
+    switch_after: int | None = None,
+) -> list[_Waiting]:
+    """The batch :func:`~generators.queue.pick` makes of ``waiting``, keeping each lane's jobs in order.
 
-    Each owner's jobs stay in their own order: once one is left out, that owner's later ones are too.
+    A lane (one owner's jobs of one model) is a stream read in order, so a job whose lane has an earlier
+    job left out cannot be claimed: such jobs are set aside and the batch is picked again without them.
     """
-    head = waiting[0]
-    chosen, images, head_key = [head], size(head.job), key(head.job)
-    passed: set[str] = set()
-    for candidate in waiting[1:]:
-        if images >= max_images:
-            break
-        fits = key(candidate.job) == head_key and images + size(candidate.job) <= max_images
-        if fits and candidate.owner not in passed:
-            chosen.append(candidate)
-            images += size(candidate.job)
-        else:
-            passed.add(candidate.owner)
-    return chosen
+    candidates = list(waiting)
+    while True:
+        order = [w.job for w in candidates]
+        picked = pick(
+            order, key, size, max_images, ready=ready, overtaken=overtaken, switch_after=switch_after
+        )
+        batch = {job.id for job in picked}
+        blocked = _out_of_turn(candidates, batch)
+        if not blocked:
+            return [w for w in candidates if w.job.id in batch]
+        candidates = [w for w in candidates if w.job.id not in blocked]
+
+
+def _out_of_turn(waiting: Sequence[_Waiting], batch: Collection[str]) -> set[str]:
+    """The jobs behind a job of their lane that is not in ``batch``."""
+    left: set[tuple[str, str]] = set()
+    blocked = set()
+    for w in waiting:
+        lane = (w.model, w.owner)
+        if lane in left:
+            blocked.add(w.job.id)
+        elif w.job.id not in batch:
+            left.add(lane)
+    return blocked
 
 
 class RedisQueue:
     """The :class:`~generators.queue.JobQueue` a worker takes from; use as ``async with``.
 
     Bots queue, rank and remove jobs (``bot.remote``); a worker only takes them, so ``put`` and
-    ``check_room`` refuse, and ``order``, ``remove`` and ``len`` see nothing here.
+    ``check_room`` refuse, and ``order``, ``remove`` and ``len`` see nothing here. Call :meth:`serve`
+    before the first ``take`` (the relay does, with its worker's models).
     """
 
     def __init__(
@@ -99,6 +128,16 @@ class RedisQueue:
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._reclaimed_at = 0.0
+        self.models: tuple[str, ...] = ()
+        self.switch_after: int | None = None
+        self._overtaken: dict[str, int] = {}  # waiting job → jobs of a loaded model this worker took first
+
+    def serve(self, models: Iterable[str], *, switch_after: int | None = None) -> None:
+        """Take only jobs of ``models``, letting a loaded one's jobs go first within ``switch_after``."""
+        self.models = tuple(models)
+        self.switch_after = switch_after
+        if not self.models:
+            raise ValueError("a worker must serve at least one model")
 
     async def __aenter__(self) -> RedisQueue:
         self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
@@ -141,10 +180,12 @@ class RedisQueue:
         self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None = None
     ) -> list[Job]:
         """Wait for work; return an abandoned job, or the fair next job plus compatible ones."""
+        if not self.models:
+            raise RuntimeError("serve() names the models this worker takes jobs of")
         while True:
             self._wake.clear()  # before looking: a job queued while we look wakes the wait below
             try:
-                jobs = await self._reclaim() or await self._claim(key, size, max_images)
+                jobs = await self._reclaim() or await self._claim(key, size, max_images, ready)
             except RedisError as error:
                 log.warning("redis: %s; looking again in %.1f s", error, self.poll_s)
                 jobs = []
@@ -185,7 +226,13 @@ class RedisQueue:
             log.warning("job %s is not held by this worker; its %s event is dropped", job_id, fields["type"])
             return False
         keys = self.keys
-        script_keys = [keys.job(job_id), held.reply, held.stream, keys.streams, keys.cancel(job_id)]
+        script_keys = [
+            keys.job(job_id),
+            held.reply,
+            held.stream,
+            keys.streams(held.model),
+            keys.cancel(job_id),
+        ]
         args = [self.name, GROUP, held.entry, int(terminal), EVENTS_MAXLEN, *_flatten(fields.items())]
         if files:
             async with self.client.pipeline(transaction=False) as pipe:
@@ -215,31 +262,62 @@ class RedisQueue:
 
     # -- taking -------------------------------------------------------------------------------------
 
-    async def _claim(self, key: BatchKey, size: JobSize, max_images: int) -> list[Job]:
-        keys = self.keys
+    async def _claim(self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None) -> list[Job]:
         for _ in range(5):  # another worker may claim between our look and our claim: look again
-            rows = await self.scripts.peek(keys=[keys.owners], args=[keys.queue_prefix, PEEK_DEPTH])
-            waiting = [_Waiting(o.decode(), e.decode(), Job.from_dict(json.loads(j))) for o, e, j, _ in rows]
+            waiting = await self._peek()
             if not waiting:
                 return []
-            chosen = choose(waiting, key, size, max_images)
-            claimed = await self.scripts.claim(
-                keys=[keys.owners, keys.turn, keys.waiting, keys.total],
-                args=[
-                    GROUP,
-                    self.name,
-                    keys.queue_prefix,
-                    keys.job_prefix,
-                    keys.cancel_prefix,
-                    *_flatten((w.owner, w.entry) for w in chosen),
-                ],
+            chosen = choose(
+                waiting,
+                key,
+                size,
+                max_images,
+                ready=ready,
+                overtaken=self._overtaken,
+                switch_after=self.switch_after,
             )
+            claimed = await self._claim_chosen(chosen)
             if claimed:
+                self._count_overtakes([w.job for w in waiting], [w.job for w in chosen])
                 return [
-                    self._hold(owner, entry, job, reply, flag)
-                    for owner, entry, job, reply, flag, _ in claimed
+                    self._hold(model, owner, entry, job, reply, flag)
+                    for model, owner, entry, job, reply, flag in claimed
                 ]
         return []
+
+    async def _peek(self) -> list[_Waiting]:
+        keys = self.keys
+        rows = await self.scripts.peek(
+            keys=[keys.owners(model) for model in self.models],
+            args=[keys.queue_root, PEEK_DEPTH, *self.models],
+        )
+        return [
+            _Waiting(m.decode(), o.decode(), e.decode(), Job.from_dict(json.loads(j)))
+            for m, o, e, j, _ in rows
+        ]
+
+    async def _claim_chosen(self, chosen: Sequence[_Waiting]) -> list[list[Any]]:
+        keys = self.keys
+        claimed: list[list[Any]] = await self.scripts.claim(
+            keys=[keys.turn, keys.waiting, keys.total],
+            args=[
+                GROUP,
+                self.name,
+                keys.queue_root,
+                keys.owners_root,
+                keys.job_prefix,
+                keys.cancel_prefix,
+                *_flatten((w.model, w.owner, w.entry) for w in chosen),
+            ],
+        )
+        return claimed
+
+    def _count_overtakes(self, order: Sequence[Job], batch: Sequence[Job]) -> None:
+        waiting = {job.id for job in order}
+        counts = {job_id: n for job_id, n in self._overtaken.items() if job_id in waiting}
+        for job_id, n in overtakes(order, batch).items():
+            counts[job_id] = counts.get(job_id, 0) + n
+        self._overtaken = counts
 
     async def _reclaim(self) -> list[Job]:
         if time.monotonic() - self._reclaimed_at < self.poll_s:
@@ -248,7 +326,7 @@ class RedisQueue:
         keys = self.keys
         failed, cancelled = encode("", Failed(DEAD_REASON)), encode("", Cancelled())
         rows = await self.scripts.reclaim(
-            keys=[keys.streams, keys.dead],
+            keys=[keys.dead, *(keys.streams(model) for model in self.models)],
             args=[
                 GROUP,
                 self.name,
@@ -261,10 +339,11 @@ class RedisQueue:
                 failed["data"],
                 cancelled["type"],
                 cancelled["data"],
+                *self.models,
             ],
         )
         jobs = []
-        for kind, job_id, owner, entry, job, reply, deliveries in rows:
+        for kind, job_id, owner, entry, job, reply, deliveries, model in rows:
             extra = {"job_id": job_id.decode()}
             if kind == b"dead":
                 log.warning("dead-lettered after %d deliveries", deliveries, extra=extra)
@@ -272,12 +351,15 @@ class RedisQueue:
                 log.info("cancelled while its worker was gone", extra=extra)
             else:
                 log.warning("taken over from a worker that stopped (delivery %d)", deliveries, extra=extra)
-                jobs.append(self._hold(owner, entry, job, reply, 0))
+                jobs.append(self._hold(model, owner, entry, job, reply, 0))
         return jobs
 
-    def _hold(self, owner: bytes, entry: bytes, job_json: bytes, reply: bytes, flagged: int) -> Job:
-        job = Job.from_dict(json.loads(job_json))
-        self._held[job.id] = Held(job, self.keys.queue(owner.decode()), entry.decode(), reply.decode())
+    def _hold(
+        self, model_name: bytes, owner: bytes, entry: bytes, job_json: bytes, reply: bytes, flagged: int
+    ) -> Job:
+        job, model = Job.from_dict(json.loads(job_json)), model_name.decode()
+        stream = self.keys.queue(model, owner.decode())
+        self._held[job.id] = Held(job, model, stream, entry.decode(), reply.decode())
         if flagged:
             self._cancel_asked[job.id] = time.monotonic()
         return job
@@ -304,7 +386,7 @@ class RedisQueue:
                 continue
             if message["channel"] == self.keys.cancels.encode():
                 self._cancel_heard(message["data"].decode())
-            else:
+            elif message["data"].decode() in self.models:
                 self._wake.set()
 
     def _cancel_heard(self, job_id: str) -> None:

@@ -1,5 +1,7 @@
 """A worker's link back to the bots: its events to their streams, its results into Redis, its heartbeat.
 
+It tells the queue which models the worker serves (the pool's), so the worker only takes their jobs.
+
 Result files never ride in a stream entry: their bytes go to their own keys (expiring after
 ``result_ttl_s``) and the Finished event names them; the bot writes them to its own disk.
 """
@@ -61,7 +63,10 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Relay:
+        self.queue.serve(self.worker.models.catalog.names, switch_after=self.worker.config.switch_after)
         self.queue.on_cancel(self.worker.cancel)
+        with contextlib.suppress(RedisError):  # bots accept this worker's models from now on
+            await self._announce()
         self._tasks = [
             asyncio.create_task(self._forward(), name="memebot-relay-events"),
             asyncio.create_task(self._beat(), name="memebot-relay-heartbeat"),
@@ -82,7 +87,7 @@ class Relay:
         loaded = [state.name for state in models.states() if state.loaded]
         return WorkerStatus(
             name=self.queue.name,
-            model=",".join(models.catalog.names),
+            models=tuple(models.catalog.names),
             device=models.info(loaded[0]).device if loaded else "idle",
             busy=self.queue.holding,
             done=self.done,
@@ -151,11 +156,14 @@ class Relay:
 
     # -- heartbeat ----------------------------------------------------------------------------------
 
+    async def _announce(self) -> None:
+        await announce(self.client, self.keys, self.status(), ttl_s=3 * self.heartbeat_s)
+
     async def _beat(self) -> None:
         while True:
             try:
                 await self.queue.keep()
-                await announce(self.client, self.keys, self.status(), ttl_s=3 * self.heartbeat_s)
+                await self._announce()
             except RedisError as error:
                 log.warning("redis: %s; announcing again in %.1f s", error, self.heartbeat_s)
             await asyncio.sleep(self.heartbeat_s)

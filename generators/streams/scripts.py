@@ -46,18 +46,24 @@ local function settle(stream, group, entry, jobkey, cancelkey, streams)
   end
 end
 
-local function take_turn(owners, turn, waiting, owner)
-  if tonumber(redis.call('HGET', waiting, owner) or '0') > 0 then
+-- The owner just had a turn in this model's lane: to the back of the line, or out of it when nothing
+-- of theirs waits in the lane.
+local function take_turn(owners, turn, stream, owner)
+  if #undelivered(stream, 1) > 0 then
     redis.call('ZADD', owners, redis.call('INCR', turn), owner)
   else
-    redis.call('HDEL', waiting, owner)
     redis.call('ZREM', owners, owner)
   end
+end
+
+local function unwait(waiting, owner, count)
+  if redis.call('HINCRBY', waiting, owner, -count) <= 0 then redis.call('HDEL', waiting, owner) end
 end
 """
 
 # KEYS: stream, owners, turn, waiting, total, streams, job
-# ARGV: owner, job id, job json, reply stream, per-user cap, global cap, force, group, wake channel
+# ARGV: owner, job id, job json, reply stream, per-user cap, global cap, force, group, wake channel, model
+# The stream, owners and streams keys are the model's; the caps count every model.
 ENQUEUE = """
 if redis.call('EXISTS', KEYS[7]) == 1 then return 'held' end
 if ARGV[7] ~= '1' then
@@ -76,29 +82,39 @@ if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
 end
 redis.call('SADD', KEYS[6], KEYS[1])
 redis.call('HSET', KEYS[7], 'stream', KEYS[1], 'entry', entry, 'owner', ARGV[1], 'reply', ARGV[4],
-  'state', 'queued')
-redis.call('PUBLISH', ARGV[9], '1')
+  'model', ARGV[10], 'state', 'queued')
+redis.call('PUBLISH', ARGV[9], ARGV[10])
 return 'ok'
 """
 
-# KEYS: owners. ARGV: queue prefix, most entries to return.
-# Returns waiting entries in the order they will run: one per owner per round, owners by turn.
+# KEYS: the owners set of each model. ARGV: queue root, most entries to return, then the models.
+# Returns {model, owner, entry, job json, reply} per waiting entry, in the order they will run: one per
+# lane (a model's owner) per round, lanes by turn. Turns come from one counter, so the models' lanes
+# interleave as if they were one line.
 PEEK = """
 local limit = tonumber(ARGV[2])
 local lanes = {}
-for _, owner in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local entries = undelivered(ARGV[1] .. owner, limit)
-  if #entries > 0 then table.insert(lanes, entries) end
+for i, owners in ipairs(KEYS) do
+  local model = ARGV[i + 2]
+  local scored = redis.call('ZRANGE', owners, 0, -1, 'WITHSCORES')
+  for j = 1, #scored, 2 do
+    local entries = undelivered(ARGV[1] .. model .. ':' .. scored[j], limit)
+    if #entries > 0 then
+      local turn = tonumber(scored[j + 1])
+      table.insert(lanes, {turn = turn, model = model, owner = scored[j], entries = entries})
+    end
+  end
 end
+table.sort(lanes, function(a, b) return a.turn < b.turn end)
 local out, round = {}, 1
 while #out < limit do
   local any = false
   for _, lane in ipairs(lanes) do
-    local entry = lane[round]
+    local entry = lane.entries[round]
     if entry and #out < limit then
       any = true
       local f = entry[2]
-      table.insert(out, {field(f, 'owner'), entry[1], field(f, 'job'), field(f, 'reply')})
+      table.insert(out, {lane.model, lane.owner, entry[1], field(f, 'job'), field(f, 'reply')})
     end
   end
   if not any then break end
@@ -107,86 +123,96 @@ end
 return out
 """
 
-# KEYS: owners, turn, waiting, total
-# ARGV: group, consumer, queue prefix, job prefix, cancel prefix, then (owner, entry id) per chosen job.
-# Takes exactly the chosen entries, or nothing when the queue changed since the worker looked (the
-# chosen entries of each owner must still be the first ones waiting).
+# KEYS: turn, waiting, total
+# ARGV: group, consumer, queue root, owners root, job prefix, cancel prefix, then (model, owner, entry
+# id) per chosen job. Takes exactly the chosen entries, or nothing when the queue changed since the worker
+# looked (the chosen entries of each lane must still be the first ones waiting in it).
 CLAIM = """
 local group, consumer = ARGV[1], ARGV[2]
-local owners, chosen = {}, {}
-for i = 6, #ARGV, 2 do
-  local owner = ARGV[i]
-  if not chosen[owner] then chosen[owner] = {}; table.insert(owners, owner) end
-  table.insert(chosen[owner], ARGV[i + 1])
+local lanes, chosen = {}, {}
+for i = 7, #ARGV, 3 do
+  local stream = ARGV[3] .. ARGV[i] .. ':' .. ARGV[i + 1]
+  if not chosen[stream] then
+    chosen[stream] = {}
+    table.insert(lanes, {stream = stream, model = ARGV[i], owner = ARGV[i + 1]})
+  end
+  table.insert(chosen[stream], ARGV[i + 2])
 end
-for _, owner in ipairs(owners) do
-  local ids = chosen[owner]
-  local head = undelivered(ARGV[3] .. owner, #ids)
+for _, lane in ipairs(lanes) do
+  local ids = chosen[lane.stream]
+  local head = undelivered(lane.stream, #ids)
   if #head ~= #ids then return {} end
   for j, entry in ipairs(head) do
     if entry[1] ~= ids[j] then return {} end
   end
 end
 local out = {}
-for _, owner in ipairs(owners) do
-  local count = #chosen[owner]
-  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS',
-    ARGV[3] .. owner, '>')
-  redis.call('HINCRBY', KEYS[3], owner, -count)
-  redis.call('DECRBY', KEYS[4], count)
+for _, lane in ipairs(lanes) do
+  local count = #chosen[lane.stream]
+  local got = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', lane.stream, '>')
+  unwait(KEYS[2], lane.owner, count)
+  redis.call('DECRBY', KEYS[3], count)
   for _, entry in ipairs(got[1][2]) do
     local f = entry[2]
     local id = field(f, 'id')
-    redis.call('HSET', ARGV[4] .. id, 'state', 'running', 'worker', consumer)
-    table.insert(out, {owner, entry[1], field(f, 'job'), field(f, 'reply'),
-      redis.call('EXISTS', ARGV[5] .. id), 1})
+    redis.call('HSET', ARGV[5] .. id, 'state', 'running', 'worker', consumer)
+    table.insert(out, {lane.model, lane.owner, entry[1], field(f, 'job'), field(f, 'reply'),
+      redis.call('EXISTS', ARGV[6] .. id)})
   end
 end
-for i = 6, #ARGV, 2 do take_turn(KEYS[1], KEYS[2], KEYS[3], ARGV[i]) end
+for i = 7, #ARGV, 3 do
+  take_turn(ARGV[4] .. ARGV[i], KEYS[1], ARGV[3] .. ARGV[i] .. ':' .. ARGV[i + 1], ARGV[i + 1])
+end
 return out
 """
 
-# KEYS: streams, dead
+# KEYS: dead, then the streams set of each model served
 # ARGV: group, consumer, min idle ms, max deliveries, job prefix, cancel prefix, events max length,
-#       failed event type, failed event data, cancelled event type, cancelled event data
-# Takes over jobs idle on a worker that stopped keeping them (it died). A job delivered too often goes
-# to the dead-letter stream and its bot hears it failed; a job whose cancel was asked for is cancelled.
-# Returns {kind, job id, owner, entry, job json, reply, deliveries} per job; at most one is 'claimed'.
+#       failed event type, failed event data, cancelled event type, cancelled event data, then the models
+# Takes over jobs idle on a worker that stopped keeping them (it died), of the models this worker serves.
+# A job delivered too often goes to the dead-letter stream and its bot hears it failed; a job whose
+# cancel was asked for is cancelled.
+# Returns {kind, job id, owner, entry, job json, reply, deliveries, model} per job; at most one is
+# 'claimed'.
 RECLAIM = """
 local group, consumer = ARGV[1], ARGV[2]
 local out = {}
-for _, stream in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', stream) == 0 then
-    redis.call('SREM', KEYS[1], stream)
-  else
-    local found = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[3], '0-0', 'COUNT', 1)[2]
-    for _, entry in ipairs(found) do
-      local f = entry[2]
-      local id, reply = field(f, 'id'), field(f, 'reply')
-      local deliveries = redis.call('XPENDING', stream, group, entry[1], entry[1], 1)[1][4]
-      local kind = 'claimed'
-      if redis.call('EXISTS', ARGV[6] .. id) == 1 then
-        kind = 'cancelled'
-        redis.call('XADD', reply, 'MAXLEN', '~', ARGV[7], '*', 'job', id, 'type', ARGV[10], 'data', ARGV[11])
-      elseif deliveries > tonumber(ARGV[4]) then
-        kind = 'dead'
-        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'id', id, 'owner', field(f, 'owner'),
-          'job', field(f, 'job'), 'reply', reply, 'deliveries', deliveries)
-        redis.call('XADD', reply, 'MAXLEN', '~', ARGV[7], '*', 'job', id, 'type', ARGV[8], 'data', ARGV[9])
+for k = 2, #KEYS do
+  local streams, model = KEYS[k], ARGV[10 + k]
+  for _, stream in ipairs(redis.call('SMEMBERS', streams)) do
+    if redis.call('EXISTS', stream) == 0 then
+      redis.call('SREM', streams, stream)
+    else
+      local found = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[3], '0-0', 'COUNT', 1)[2]
+      for _, entry in ipairs(found) do
+        local f = entry[2]
+        local id, reply = field(f, 'id'), field(f, 'reply')
+        local deliveries = redis.call('XPENDING', stream, group, entry[1], entry[1], 1)[1][4]
+        local kind = 'claimed'
+        if redis.call('EXISTS', ARGV[6] .. id) == 1 then
+          kind = 'cancelled'
+          redis.call('XADD', reply, 'MAXLEN', '~', ARGV[7], '*', 'job', id, 'type', ARGV[10],
+            'data', ARGV[11])
+        elseif deliveries > tonumber(ARGV[4]) then
+          kind = 'dead'
+          redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'id', id, 'owner', field(f, 'owner'),
+            'job', field(f, 'job'), 'reply', reply, 'deliveries', deliveries)
+          redis.call('XADD', reply, 'MAXLEN', '~', ARGV[7], '*', 'job', id, 'type', ARGV[8], 'data', ARGV[9])
+        end
+        table.insert(out, {kind, id, field(f, 'owner'), entry[1], field(f, 'job'), reply, deliveries, model})
+        if kind == 'claimed' then
+          redis.call('HSET', ARGV[5] .. id, 'state', 'running', 'worker', consumer)
+          return out
+        end
+        settle(stream, group, entry[1], ARGV[5] .. id, ARGV[6] .. id, streams)
       end
-      table.insert(out, {kind, id, field(f, 'owner'), entry[1], field(f, 'job'), reply, deliveries})
-      if kind == 'claimed' then
-        redis.call('HSET', ARGV[5] .. id, 'state', 'running', 'worker', consumer)
-        return out
-      end
-      settle(stream, group, entry[1], ARGV[5] .. id, ARGV[6] .. id, KEYS[1])
     end
   end
 end
 return out
 """
 
-# KEYS: job, reply stream, owner stream, streams, cancel flag
+# KEYS: job, reply stream, owner stream, the model's streams set, cancel flag
 # ARGV: consumer, group, entry, terminal (1/0), events max length, then the event's field/value pairs.
 # Sends one event of a job this worker still holds; a terminal event also acknowledges the job. A
 # worker whose job was taken over (it looked dead) is ignored: one result per job reaches the bot.
@@ -211,28 +237,27 @@ end
 return cancelled
 """
 
-# KEYS: job, waiting, total, owners, streams, cancel flag
-# ARGV: job id, cancels channel, flag lifetime (s)
+# KEYS: job, waiting, total, cancel flag
+# ARGV: job id, cancels channel, flag lifetime (s), owners root, streams root
 # A waiting job leaves the queue at once ('removed'); a running one is flagged for its worker, which
 # stops it at the next step ('running'); 'already' if that was asked before, 'unknown' if not held.
 CANCEL = """
-local state, stream, entry, owner = unpack(redis.call('HMGET', KEYS[1], 'state', 'stream', 'entry', 'owner'))
+local state, stream, entry, owner, model = unpack(redis.call('HMGET', KEYS[1], 'state', 'stream', 'entry',
+  'owner', 'model'))
 if not state then return 'unknown' end
 if state == 'queued' then
   redis.call('XDEL', stream, entry)
   redis.call('DECR', KEYS[3])
-  if redis.call('HINCRBY', KEYS[2], owner, -1) <= 0 then
-    redis.call('HDEL', KEYS[2], owner)
-    redis.call('ZREM', KEYS[4], owner)
-  end
+  unwait(KEYS[2], owner, 1)
+  if #undelivered(stream, 1) == 0 then redis.call('ZREM', ARGV[4] .. model, owner) end
   redis.call('DEL', KEYS[1])
   if redis.call('XLEN', stream) == 0 then
     redis.call('DEL', stream)
-    redis.call('SREM', KEYS[5], stream)
+    redis.call('SREM', ARGV[5] .. model, stream)
   end
   return 'removed'
 end
-if redis.call('SET', KEYS[6], '1', 'NX', 'EX', ARGV[3]) then
+if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[3]) then
   redis.call('PUBLISH', ARGV[2], ARGV[1])
   return 'running'
 end

@@ -10,9 +10,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot import web
 from bot.metrics import Metrics
 from bot.settings import Settings, WebConfig
-from generators.config import WorkerConfig
+from generators.config import ModelConfig, WorkerConfig
+from generators.models import Catalog
 from generators.pipelines import DiffusersBackend
-from generators.requests import Cancelled, Failed, Finished, GenerationResult, Queued, Started, Step
+from generators.presets import describe_model
+from generators.requests import (
+    Cancelled,
+    Failed,
+    Finished,
+    GenerationRequest,
+    GenerationResult,
+    Job,
+    Queued,
+    Started,
+    Step,
+)
 from generators.streams.heartbeat import WorkerStatus
 from tests.helpers import open_service
 
@@ -27,12 +39,44 @@ def samples(text: str) -> dict[str, float]:
     return values
 
 
-class FakeRunner:
-    """Only what Metrics reads: the queue's length and the workers."""
+class FakeQueue:
+    """Jobs waiting, two of tiny and one of tiny-video."""
 
     def __init__(self) -> None:
-        self.queue: list[object] = [object(), object()]
-        self.workers = [WorkerStatus("gpu0", "tiny", "cuda:0", busy=2, images_per_s=4.5)]
+        models = ("tiny", "tiny", "tiny-video")
+        self.jobs = [Job(f"j{i}", "u", GenerationRequest("a cat", model=m)) for i, m in enumerate(models)]
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def order(self) -> list[Job]:
+        return list(self.jobs)
+
+
+class FakeRunner:
+    """Only what Metrics reads: the queue, the models and the workers."""
+
+    def __init__(self) -> None:
+        self.queue = FakeQueue()
+        self.catalog = Catalog(
+            (describe_model(ModelConfig(name="tiny")), describe_model(ModelConfig(name="tiny-video"))),
+            image="tiny",
+            video="tiny-video",
+        )
+        self.workers = [
+            WorkerStatus("gpu0", ("tiny",), "cuda:0", busy=2, images_per_s=4.5),
+            WorkerStatus("gpu1", ("tiny", "sd-turbo"), "cuda:1"),
+        ]
+
+
+def test_the_queue_and_the_workers_show_per_model() -> None:
+    values = samples(Metrics(FakeRunner()).render().decode())  # type: ignore[arg-type]
+    assert values['memebot_model_queue_depth{model="tiny"}'] == 2
+    assert values['memebot_model_queue_depth{model="tiny-video"}'] == 1
+    assert values['memebot_model_workers{model="tiny"}'] == 2
+    assert values['memebot_model_workers{model="tiny-video"}'] == 0  # queued for, served by nobody
+    assert values['memebot_model_workers{model="sd-turbo"}'] == 1  # served, though not in this catalog
+    assert values['memebot_model_queue_depth{model="sd-turbo"}'] == 0
 
 
 def test_events_become_counts_and_latencies() -> None:
@@ -55,10 +99,11 @@ def test_events_become_counts_and_latencies() -> None:
     at(106.0, "c", Cancelled())
 
     values = samples(metrics.render().decode())
-    assert values["memebot_queue_depth"] == 2
-    assert values["memebot_workers"] == 1
-    assert values['memebot_worker_busy{model="tiny",worker="gpu0"}'] == 2
-    assert values['memebot_worker_images_per_second{model="tiny",worker="gpu0"}'] == 4.5
+    assert values["memebot_queue_depth"] == 3
+    assert values["memebot_workers"] == 2
+    assert values['memebot_worker_busy{models="tiny",worker="gpu0"}'] == 2
+    assert values['memebot_worker_busy{models="tiny,sd-turbo",worker="gpu1"}'] == 0
+    assert values['memebot_worker_images_per_second{models="tiny",worker="gpu0"}'] == 4.5
     assert values['memebot_jobs_total{outcome="done"}'] == 1
     assert values['memebot_jobs_total{outcome="failed"}'] == 1
     assert values['memebot_jobs_total{outcome="cancelled"}'] == 1
@@ -109,6 +154,8 @@ async def test_the_web_server_serves_the_metrics_of_real_jobs(
     assert values["memebot_job_seconds_count"] == 2
     assert values["memebot_queue_depth"] == 0
     assert values["memebot_workers"] == 1  # the in-process worker
-    assert values['memebot_worker_busy{model="tiny",worker="local"}'] == 0
+    assert values['memebot_worker_busy{models="tiny",worker="local"}'] == 0
+    assert values['memebot_model_workers{model="tiny"}'] == 1
+    assert values['memebot_model_queue_depth{model="tiny"}'] == 0
     assert values["memebot_batch_images_count"] >= 1
     assert values["memebot_step_seconds_count"] >= 2

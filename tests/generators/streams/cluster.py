@@ -19,21 +19,55 @@ from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerCon
 from generators.models import Catalog
 from generators.pipelines import DiffusersBackend
 from generators.presets import describe_model
-from generators.requests import TERMINAL, Finished, Progress
+from generators.requests import TERMINAL, Finished, Job, Progress
+from generators.streams.heartbeat import WorkerStatus, announce
 from generators.streams.keys import Keys
 from generators.streams.queue import RedisQueue
 from generators.streams.relay import Relay, heartbeat_interval
 from generators.worker import GenerationWorker
 from tests.helpers import TEST_SIZE
 
-#: What a bot expects its workers to run: the tiny preset as the tests load it.
+#: What a bot expects its workers to run: the tiny presets as the tests load them.
 TINY = describe_model(ModelConfig(name="tiny", size=TEST_SIZE, steps=2))
+TINY_VIDEO = describe_model(ModelConfig(name="tiny-video", size=TEST_SIZE, steps=2, frames=8))
 TINY_ONLY = Catalog((TINY,), image="tiny")
+BOTH = Catalog((TINY, TINY_VIDEO), image="tiny", video="tiny-video")
+
+
+async def stand_in(
+    client: Redis, keys: Keys, models: Iterable[str] = ("tiny",), name: str = "stand-in"
+) -> None:
+    """A heartbeat for workers that send none (bare queues), so bots accept jobs of ``models``."""
+    await announce(client, keys, WorkerStatus(name, tuple(models), "cpu"), ttl_s=600)
+
+
+def steps(job: Job) -> int | None:
+    """A batch key: jobs with equal steps share a call."""
+    return job.request.steps
+
+
+def images(job: Job) -> int:
+    """A job's size in a batch."""
+    return job.request.n
+
+
+def taker(client: Redis, keys: Keys, name: str, claim_idle_s: float = 10.0) -> RedisQueue:
+    """A bare worker queue serving tiny, without a pipeline or a heartbeat."""
+    queue = RedisQueue(client, keys, name=name, claim_idle_s=claim_idle_s, max_deliveries=3)
+    queue.serve(["tiny"])
+    return queue
 
 
 @contextlib.asynccontextmanager
 async def bot(
-    client: Redis, keys: Keys, folder: Path, *, per_user: int = 3, total: int = 50
+    client: Redis,
+    keys: Keys,
+    folder: Path,
+    *,
+    per_user: int = 3,
+    total: int = 50,
+    catalog: Catalog = TINY_ONLY,
+    refresh_s: float = 0.2,
 ) -> AsyncIterator[JobService]:
     """A bot process: its own store and results under ``folder``, jobs run by Redis workers."""
     async with Store.open(folder / "jobs.db") as store:
@@ -41,11 +75,11 @@ async def bot(
             client,
             keys,
             instance=await instance_name(store),
-            catalog=TINY_ONLY,
+            catalog=catalog,
             results_dir=folder / "results",
             per_user=per_user,
             total=total,
-            refresh_s=0.2,
+            refresh_s=refresh_s,
         )
         async with remote:
             service = JobService(store, remote, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
@@ -112,11 +146,16 @@ class Heard:
                 await self._changed.wait()
 
 
-def write_config(folder: Path, keys: Keys, redis_url: str, queue_extra: str = "") -> Path:
-    """A config.yaml for ``memebot`` processes on the tiny model and this test's Redis prefix."""
+def write_config(
+    folder: Path, keys: Keys, redis_url: str, queue_extra: str = "", *, video: bool = False
+) -> Path:
+    """A config.yaml for ``memebot`` processes on the tiny model (and tiny-video) and this test's prefix."""
     config = folder / "config.yaml"
+    entries = f"tiny: {{size: {TEST_SIZE}, steps: 2}}"
+    if video:
+        entries += f", tiny-video: {{size: {TEST_SIZE}, steps: 2, frames: 8}}"
     config.write_text(
-        f"model:\n  name: tiny\n  size: {TEST_SIZE}\n  steps: 2\n"
+        f"models: {{image: tiny, video: {'tiny-video' if video else 'null'}, entries: {{{entries}}}}}\n"
         f"store:\n  path: {folder / 'bot.db'}\n"
         f"worker:\n  results_dir: {folder / 'results'}\n"
         f"queue:\n  backend: redis\n  redis_url: {redis_url}\n  prefix: {keys.prefix}\n{queue_extra}"
@@ -124,11 +163,12 @@ def write_config(folder: Path, keys: Keys, redis_url: str, queue_extra: str = ""
     return config
 
 
-async def start_worker(config: Path, name: str) -> asyncio.subprocess.Process:
-    """``memebot worker --name NAME`` in its own process, its output in NAME.log beside the config."""
+async def start_worker(config: Path, name: str, models: str = "") -> asyncio.subprocess.Process:
+    """``memebot worker --name NAME [--models M]`` in its own process, its output in NAME.log."""
+    only = ("--models", models) if models else ()
     with (config.parent / f"{name}.log").open("w") as log:
         return await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "bot", "--config", str(config), "worker", "--name", name),
+            *(sys.executable, "-m", "bot", "--config", str(config), "worker", "--name", name, *only),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

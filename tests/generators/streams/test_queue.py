@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from generators.queue import InProcessQueue
@@ -14,7 +15,6 @@ from generators.requests import (
     Failed,
     Finished,
     GenerationResult,
-    Job,
     MediaFile,
     Preview,
     Queued,
@@ -23,20 +23,13 @@ from generators.requests import (
 )
 from generators.streams.codec import decode, encode
 from generators.streams.keys import GROUP, Keys
-from generators.streams.queue import RedisQueue
-from tests.generators.streams.cluster import Heard, bot
+from tests.generators.streams.cluster import Heard, bot, images, stand_in, steps, taker
 
 
-def steps(job: Job) -> int | None:
-    return job.request.steps
-
-
-def images(job: Job) -> int:
-    return job.request.n
-
-
-def taker(client: Redis, keys: Keys, name: str, claim_idle_s: float = 10.0) -> RedisQueue:
-    return RedisQueue(client, keys, name=name, claim_idle_s=claim_idle_s, max_deliveries=3)
+@pytest.fixture(autouse=True)
+async def _served(client: Redis, keys: Keys) -> None:
+    """The takers here send no heartbeat: a stand-in's says tiny is served, so the bots queue its jobs."""
+    await stand_in(client, keys)
 
 
 async def test_jobs_from_two_bots_are_taken_in_the_in_process_queues_order(
@@ -104,7 +97,7 @@ async def test_two_workers_racing_take_every_job_exactly_once(
         # Which worker wins each race is chance; that no job is taken twice or lost is not.
         assert sorted(taken[0] + taken[1]) == sorted(submitted)
         assert await client.get(keys.total) == b"0"
-        assert not await client.exists(keys.owners, keys.waiting)
+        assert not await client.exists(keys.owners("tiny"), keys.waiting)
 
 
 async def test_a_job_taken_over_from_a_silent_worker_reaches_its_bot_once(
@@ -121,14 +114,14 @@ async def test_a_job_taken_over_from_a_silent_worker_reaches_its_bot_once(
         assert [job.id for job in await slow.take(steps, images, 1)] == [record.id]
         await asyncio.sleep(0.15)  # "slow" did not keep its claim alive: it looks dead
         assert [job.id for job in await fast.take(steps, images, 1)] == [record.id]
-        pending = await client.xpending_range(keys.queue("u1"), GROUP, "-", "+", 10)
+        pending = await client.xpending_range(keys.queue("tiny", "u1"), GROUP, "-", "+", 10)
         assert [(p["consumer"], p["times_delivered"]) for p in pending] == [(b"fast", 2)]
         # Both finish; only the worker holding the job may report it.
         assert not await slow.report(record.id, encode(record.id, Cancelled()), terminal=True)
         assert await fast.report(record.id, encode(record.id, Cancelled()), terminal=True)
         await heard.until([record.id], Cancelled, limit_s=10)
     assert len(heard.ends(record.id)) == 1
-    assert not await client.exists(keys.queue("u1"), keys.job(record.id))
+    assert not await client.exists(keys.queue("tiny", "u1"), keys.job(record.id))
 
 
 async def test_cancelling_a_waiting_job_removes_it_before_any_worker_sees_it(

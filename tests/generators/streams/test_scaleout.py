@@ -22,7 +22,15 @@ from generators.streams.codec import encode
 from generators.streams.heartbeat import live_workers
 from generators.streams.keys import GROUP, Keys
 from generators.streams.queue import DEAD_REASON, RedisQueue
-from tests.generators.streams.cluster import Heard, bot, start_worker, worker, write_config
+from tests.generators.streams.cluster import (
+    BOTH,
+    Heard,
+    bot,
+    stand_in,
+    start_worker,
+    worker,
+    write_config,
+)
 from tests.helpers import TEST_SIZE
 
 #: About two seconds of denoising on two CPU cores: long enough to act while it runs.
@@ -37,6 +45,7 @@ async def test_two_workers_share_a_burst_in_fair_order(
     tmp_path: Path,
 ) -> None:
     heard, owners = Heard(), {}
+    await stand_in(client, keys)  # the jobs are queued before the workers start
     async with bot(client, keys, tmp_path / "bot") as service:
         service.subscribe("cli", heard)
         for owner in "abcd":  # everyone's jobs are queued before a worker looks
@@ -62,22 +71,23 @@ async def test_two_workers_share_a_burst_in_fair_order(
     assert rounds == [set("abcd")] * 3  # round-robin: nobody's second job before everyone's first
 
 
-async def test_a_job_on_a_killed_worker_finishes_on_the_other_and_is_delivered_once(
+async def test_a_job_on_a_killed_worker_finishes_on_another_of_its_model_and_is_delivered_once(
     client: Redis, keys: Keys, redis_url: str, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path, keys, redis_url, "  claim_idle_s: 1.0\n")
-    procs = {name: await start_worker(config, name) for name in ("w1", "w2")}
+    config = write_config(tmp_path, keys, redis_url, "  claim_idle_s: 1.0\n", video=True)
+    serves = {"w1": "tiny", "w2": "tiny", "v1": "tiny-video"}
+    procs = {name: await start_worker(config, name, models) for name, models in serves.items()}
     try:
-        await _until_workers(client, keys, {"w1", "w2"})
+        await _until_workers(client, keys, set(serves))
         heard = Heard()
-        async with bot(client, keys, tmp_path / "bot") as service:
+        async with bot(client, keys, tmp_path / "bot", catalog=BOTH) as service:
             service.subscribe("cli", heard)
             record = await service.submit(service.parse(SLOW), owner="u1", platform="cli", reply_to={})
             await heard.until([record.id], Started)
-            (pending,) = await client.xpending_range(keys.queue("u1"), GROUP, "-", "+", 10)
+            (pending,) = await client.xpending_range(keys.queue("tiny", "u1"), GROUP, "-", "+", 10)
             victim = pending["consumer"].decode()
             procs[victim].send_signal(signal.SIGKILL)
-            await heard.until([record.id], Finished, limit_s=60)
+            await heard.until([record.id], Finished, limit_s=120)  # a loaded machine runs it slowly
             await asyncio.sleep(0.3)  # room for a second delivery, if there were one
             finished = heard.finished(record.id)
             stored = await service.store.get(record.id)
@@ -86,12 +96,13 @@ async def test_a_job_on_a_killed_worker_finishes_on_the_other_and_is_delivered_o
                 assert grid.size == (3 * 2 * TEST_SIZE, 3 * TEST_SIZE)
         survivor = ({"w1", "w2"} - {victim}).pop()
         assert await procs[victim].wait() == -signal.SIGKILL
-        async with asyncio.timeout(10):  # its next heartbeat counts the job
-            while [w.done for w in await live_workers(client, keys) if w.name == survivor] != [1]:  # noqa: ASYNC110
+        async with asyncio.timeout(10):  # its next heartbeat counts the job; the clip worker took none
+            while {w.name: w.done for w in await live_workers(client, keys)} != {survivor: 1, "v1": 0}:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
-        procs[survivor].send_signal(signal.SIGTERM)
+        for name in (survivor, "v1"):
+            procs[name].send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
-            assert await procs[survivor].wait() == 0  # a graceful stop
+            assert [await procs[name].wait() for name in (survivor, "v1")] == [0, 0]  # graceful stops
     finally:
         for proc in procs.values():
             if proc.returncode is None:
@@ -110,11 +121,13 @@ async def test_a_poison_job_goes_to_the_dead_letter_stream_and_its_owner_is_told
     tiny_backend: DiffusersBackend, client: Redis, keys: Keys, tmp_path: Path
 ) -> None:
     heard = Heard()
+    await stand_in(client, keys)  # the ghosts send no heartbeat
     async with bot(client, keys, tmp_path / "bot") as service:
         service.subscribe("cli", heard)
         poison = await service.submit(service.parse("poison"), owner="mallory", platform="cli", reply_to={})
         for ghost in ("ghost1", "ghost2"):  # each takes the job and dies (no heartbeat, no answer)
             queue = RedisQueue(client, keys, name=ghost, claim_idle_s=0.2, max_deliveries=2)
+            queue.serve(["tiny"])
             assert [job.id for job in await queue.take(lambda job: 0, lambda job: 1, 1)] == [poison.id]
             await asyncio.sleep(0.25)
         async with worker(tiny_backend, client, keys, "w1", tmp_path, claim_idle_s=0.2, max_deliveries=2):
@@ -127,12 +140,13 @@ async def test_a_poison_job_goes_to_the_dead_letter_stream_and_its_owner_is_told
     ((_, dead),) = await client.xrange(keys.dead)
     assert dead[b"id"] == poison.id.encode() and dead[b"owner"] == b"mallory"
     assert dead[b"deliveries"] == b"3"
-    assert not await client.exists(keys.queue("mallory"), keys.job(poison.id))
+    assert not await client.exists(keys.queue("tiny", "mallory"), keys.job(poison.id))
 
 
 async def test_two_bot_processes_share_one_per_user_cap_and_one_global_cap(
     client: Redis, keys: Keys, tmp_path: Path
 ) -> None:
+    await stand_in(client, keys)
     async with (
         bot(client, keys, tmp_path / "a", per_user=2, total=3) as first,
         bot(client, keys, tmp_path / "b", per_user=2, total=3) as second,
@@ -257,7 +271,7 @@ async def test_memebot_imagine_runs_on_a_memebot_worker(
         streams = [key async for key in client.scan_iter(match=f"{keys.prefix}:events:*")]
         assert len(streams) == 1 and await client.xlen(streams[0]) == 0
         async with asyncio.timeout(10):  # its next heartbeat counts the job
-            while [(w.model, w.done) for w in await live_workers(client, keys)] != [("tiny", 1)]:  # noqa: ASYNC110
+            while [(w.models, w.done) for w in await live_workers(client, keys)] != [(("tiny",), 1)]:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
