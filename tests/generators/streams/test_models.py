@@ -12,7 +12,7 @@ from bot.remote import RemoteWorker
 from generators.errors import BadRequest
 from generators.pipelines import DiffusersBackend
 from generators.requests import Job, Started
-from generators.streams.heartbeat import withdraw
+from generators.streams.heartbeat import WorkerStatus, withdraw
 from generators.streams.keys import Keys
 from tests.bot.test_metrics import samples
 from tests.generators.streams.cluster import BOTH, Heard, bot, images, stand_in, steps, taker, worker
@@ -107,3 +107,11 @@ async def test_a_worker_of_several_models_lets_the_loaded_one_go_first_within_sw
         taken = [names[(await queue.take(steps, images, 1, loaded))[0].id] for _ in names]
     # b0 overtakes the clip at the head once; then the clip's model is loaded (switch_after=1).
     assert taken == ["b0", "clip", "c0", "d0"]
+
+
+def test_a_heartbeat_lists_the_models_and_an_older_one_still_reads() -> None:
+    status = WorkerStatus("gpu0", ("tiny", "tiny-video"), "cuda:0", busy=1)
+    assert status.to_fields()["models"] == "tiny,tiny-video"
+    assert WorkerStatus.from_fields(status.to_fields()) == status
+    older = {b"name": b"gpu1", b"model": b"sd-turbo", b"device": b"cuda:0"}
+    assert WorkerStatus.from_fields(older).models == ("sd-turbo",)
