@@ -18,7 +18,7 @@ from typing import Any
 from bot.runners import LocalRunner, Runner
 from bot.store import InvalidTransition, JobRecord, JobStatus, Store
 from generators.config import LimitsConfig
-from generators.errors import BadRequest, Forbidden, NotFound, QueueFull
+from generators.errors import BadRequest, Forbidden, NotFound, UserError
 from generators.grammar import format_request, parse
 from generators.logs import job_context
 from generators.models import Catalog
@@ -151,8 +151,9 @@ class JobService:
             self._platforms[job.id] = platform  # before queueing: a remote worker may start it at once
             try:
                 await self.runner.submit(job)
-            except QueueFull:
-                # Another bot process took the last place since the check above.
+            except UserError:
+                # The queue refused it: another bot process took the last place since the check
+                # above, or no worker serves its model.
                 self._platforms.pop(job.id, None)
                 await self.store.forget(job.id)
                 raise

@@ -61,11 +61,8 @@ EXPIRED_REASON = "the result expired before this bot could fetch it; please ask 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 
 
-class NoWorker(BadRequest, QueueFull):
-    """No live worker serves the job's model.
-
-    Also a QueueFull: the job service forgets a job the queue refused with one (like a full queue).
-    """
+class NoWorker(BadRequest):
+    """No live worker serves the job's model."""
 
 
 def no_worker(model: str, served: list[str]) -> NoWorker:
