@@ -40,7 +40,7 @@ class _Entry:
     parked: bool = False  # moved to CPU memory by an eviction
     error: str = ""
     failed_at: float = 0.0
-    load_s: float | None = None
+    load_s: float | None = None  # the last switch to it: evicting another model, then loading this one
     memory_bytes: int | None = None
 
 
@@ -134,8 +134,8 @@ class ModelPool:
             return entry.backend
         if entry.error and time.monotonic() - entry.failed_at < self.retry_s:
             raise ModelLoadError(entry.error)
+        started = time.perf_counter()  # a switch costs the eviction (and its collection) too
         self._evict_down_to(self.max_loaded - 1, keep=name)
-        started = time.perf_counter()
         before = _allocated()
         try:
             backend = self._bring_back(name, entry) if entry.parked else self._load(name, entry)

@@ -39,7 +39,9 @@ def pick(
     """The next batch from the fair ``order``: the head and compatible jobs behind it, up to ``max_images``.
 
     With ``ready`` and a ``switch_after`` above 0, when the head needs a model switch, the batch starts
-    at the first ready job instead (``switch_after`` None: no preference and no bound, the plain order).
+    at the first ready job instead. ``switch_after`` None means no preference and no bound: the head
+    and compatible jobs from anywhere behind it, as before there were several models. Models are read
+    from ``job.request.model``, which the job service always fills in.
     Either way, no job joins a batch if that would make a waiting job of another model overtaken
     (``overtaken`` so far, plus this batch) more than ``switch_after`` times; the caller adds what a
     batch overtook (see :func:`overtakes`). So every job waits behind at most ``switch_after`` jobs of
