@@ -104,6 +104,9 @@ class DiscordConfig(Section):
     server_rate: int = Field(60, ge=1, description="Requests per server per rate_window_s.")
     rate_window_s: float = Field(60.0, gt=0)
     edit_interval_s: float = Field(1.2, gt=0, description="Least time between progress edits of a message.")
+    notify_after_s: float = Field(
+        60.0, ge=0, description="A job that took longer ends with a follow-up pinging its requester."
+    )
 
 
 class LoggingConfig(Section):
