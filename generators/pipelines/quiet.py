@@ -1,8 +1,14 @@
 """Keep the libraries' own chatter out of the bot's output; imported before them.
 
 Their per-file progress bars would interleave with memebot's progress and logs, and transformers warns,
-at import time, about optional image processors (torchvision) that no pipeline here uses.
+at import time, about optional image processors (torchvision) that no pipeline here uses. Two
+diffusers warnings that a user can do nothing about are dropped by name, and only those: the
+deprecation notice of the ModelScope pipeline (the one that runs ModelScope clips, printed twice per
+clip) and the note on casting an AutoencoderTiny that has no float32 modules to keep (an empty list).
 """
+
+import logging
+import warnings
 
 import diffusers.utils.logging
 import transformers.utils.logging
@@ -10,3 +16,31 @@ import transformers.utils.logging
 transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 diffusers.utils.logging.disable_progress_bar()
+
+#: (logger, the start of a message it logs that no user can act on).
+UNACTIONABLE = (
+    ("diffusers.pipelines.pipeline_utils", "The TextToVideoSDPipeline has been deprecated"),
+    (
+        "diffusers.models.modeling_utils",
+        "There are modules in AutoencoderTiny that should be kept in float32: []",
+    ),
+)
+
+
+class DropMessages(logging.Filter):
+    """Drops records whose message starts with one of ``prefixes``."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record to drop."""
+        return not record.getMessage().startswith(self.prefixes)
+
+
+for _name, _prefix in UNACTIONABLE:
+    logging.getLogger(_name).addFilter(DropMessages((_prefix,)))
+warnings.filterwarnings(
+    "ignore", message="The TextToVideoSDPipeline has been deprecated", category=FutureWarning
+)
