@@ -31,11 +31,13 @@ def load_backend(config: ModelConfig, name: str | None = None) -> DiffusersBacke
     preset = PRESETS.get(config.name)
     source = str(config.path) if config.path else (preset.source if preset else config.name)
     device, dtype = placement(config)
+    if config.tiny_vae == "tiny" and source not in _BUILTIN:
+        raise ModelLoadError(_TINY_VAE.format(name=name))
     log.info("loading model %s from %s on %s (%s)", name, source, device, dtype)
     if source in _BUILTIN:
         pipe = _load_builtin(source, config.seed, dtype)
     else:
-        pipe = _load_pretrained(source, config, dtype)
+        pipe = _load_pretrained(source, name, config, dtype)
     pipe = pipe.to(device)
     kind = _kind_of(pipe, config)
     preset = preset or (GENERIC_VIDEO if kind is Kind.VIDEO else GENERIC_IMAGE)
@@ -53,12 +55,17 @@ def _load_builtin(source: str, seed: int, dtype: torch.dtype) -> Any:
         return DiffusionPipeline.from_pretrained(folder, dtype=dtype)
 
 
-def _load_pretrained(source: str, config: ModelConfig, dtype: torch.dtype) -> Any:
+def _load_pretrained(source: str, name: str, config: ModelConfig, dtype: torch.dtype) -> Any:
     from diffusers import DiffusionPipeline
 
     local = Path(source).expanduser()
     if source.startswith((".", "/", "~")) and not local.is_dir():
-        raise ModelLoadError(f"model folder {local} does not exist: {_ADVICE.format(source=config.name)}")
+        hub = (
+            config.name
+            if "/" in config.name and not config.name.startswith((".", "/", "~"))
+            else "OWNER/MODEL"
+        )
+        raise ModelLoadError(f"model folder {local} does not exist. {_ADVICE.format(source=hub, name=name)}")
     try:
         return DiffusionPipeline.from_pretrained(
             str(local) if local.is_dir() else source,
@@ -67,16 +74,36 @@ def _load_pretrained(source: str, config: ModelConfig, dtype: torch.dtype) -> An
             local_files_only=config.offline,
         )
     except (OSError, ValueError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ModelLoadError(
-            f"could not load model {config.name!r} from {source} ({reason}). {_ADVICE.format(source=source)}"
+            f"could not load model {name} from {source} ({first_line(error)}). "
+            + _ADVICE.format(source=source, name=name)
         ) from error
 
 
 _ADVICE = (
-    "Download it on a machine with internet (`huggingface-cli download {source} --local-dir models/NAME`) "
-    "and set model.path to that folder, or set model.name to 'tiny' for a test run without weights."
+    "Download it on a machine with internet (`hf download {source} --local-dir models/{name}`), copy the "
+    "folder here and set path: models/{name} and offline: true on the model's entry under models:, or "
+    "use the built-in tiny for a test run without weights."
 )
+_TINY_VAE = (
+    "tiny_vae: tiny is the random autoencoder of the built-in tiny models and would turn {name}'s pictures "
+    "into noise; use a real tiny autoencoder: `hf download madebyollin/taesd --local-dir models/taesd` and "
+    "tiny_vae: models/taesd (or remove tiny_vae)"
+)
+#: Sentences of library errors that point at a traceback the user is not shown.
+_TRACEBACK_HINTS = ("check out the root cause in the stacktrace above", "see the traceback above")
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of what went wrong; where it points at a traceback nobody sees, its cause's instead."""
+    line = next((part.strip() for part in str(error).splitlines() if part.strip()), "")
+    sentences = line.split(". ")
+    kept = [s for s in sentences if not any(hint in s.lower() for hint in _TRACEBACK_HINTS)]
+    text = ". ".join(kept).strip(" .")
+    cause = error.__cause__ or error.__context__
+    if len(kept) < len(sentences) and cause is not None:
+        text = f"{text}: {first_line(cause)}" if text else first_line(cause)
+    return text or type(error).__name__
 
 
 def _kind_of(pipe: Any, config: ModelConfig) -> Kind:

@@ -160,7 +160,7 @@ def test_a_model_that_cannot_load_exits_1_with_advice(
     config.write_text(config.read_text().replace("  size: 64\n", "  size: 64\n  offline: true\n"))
     assert main(["--config", str(config), "imagine", "a cat"]) == 1
     err = capsys.readouterr().err.splitlines()[-1]
-    assert err.startswith("model error:") and "model.path" in err
+    assert err.startswith("model error:") and "hf download stabilityai/sd-turbo" in err
 
 
 def test_the_console_script_runs(tmp_path: Path) -> None:

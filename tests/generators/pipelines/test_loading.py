@@ -12,6 +12,7 @@ from generators.config import ModelConfig
 from generators.errors import ModelLoadError
 from generators.pipelines import BatchSpec, DiffusersBackend, Slot, load_backend
 from generators.pipelines.device import pick_dtype
+from generators.pipelines.loading import first_line
 from generators.pipelines.tiny import MAX_TOKENS, build_tokenizer
 from generators.requests import Kind
 
@@ -84,7 +85,28 @@ def test_a_model_that_cannot_load_says_what_to_do(config: ModelConfig, phrase: s
         load_backend(config)
     message = str(caught.value)
     assert phrase in message
-    assert "model.path" in message and "'tiny'" in message
+    assert "hf download" in message and "path: models/" in message and "built-in tiny" in message
+    assert "huggingface-cli" not in message  # the installed huggingface_hub no longer has it
+
+
+def test_a_random_tiny_vae_on_a_real_model_is_refused_with_a_real_one_named() -> None:
+    with pytest.raises(ModelLoadError, match=r"madebyollin/taesd") as caught:
+        load_backend(ModelConfig(name="sd-turbo", tiny_vae="tiny", offline=True), "turbo")
+    assert "turbo's pictures" in str(caught.value)
+
+
+def test_an_error_that_points_at_a_hidden_traceback_gives_its_cause() -> None:
+    try:
+        try:
+            raise ConnectionError("Name or service not known\nmore detail")
+        except ConnectionError as cause:
+            raise OSError(
+                "We could not load it. Please check out the root cause in the stacktrace above."
+            ) from cause
+    except OSError as error:
+        assert first_line(error) == "We could not load it: Name or service not known"
+    assert first_line(ValueError("")) == "ValueError"
+    assert first_line(ValueError("plain. two sentences")) == "plain. two sentences"
 
 
 def test_dtype_choice() -> None:
