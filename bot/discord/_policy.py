@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from bot.moderation import WordList, normalise
 from bot.settings import DiscordConfig
 from bot.store import Store
 from generators.errors import BadRequest, Banned, Forbidden, RateLimited
@@ -87,40 +87,46 @@ async def save_guild(store: Store, guild_id: int, settings: GuildSettings) -> No
     await store.kv_set(GUILDS, str(guild_id), settings.to_dict())
 
 
-def _words_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
-    words = [w for w in words if w.strip()]
-    if not words:
-        return None
-    return re.compile(r"\b(?:" + "|".join(re.escape(w.strip()) for w in words) + r")\b", re.IGNORECASE)
-
-
 class Moderation:
-    """The global rules from config plus each server's ban list."""
+    """The global rules from config plus each server's ban list (matching rules: ``bot.moderation``)."""
 
     def __init__(self, config: DiscordConfig) -> None:
         self.config = config
-        self._global_words = _words_pattern(config.ban_words)
+        self._global_words = WordList.of(config.ban_words)
         self._patterns = [re.compile(p, re.IGNORECASE) for p in config.ban_patterns]
-        self._nsfw = _words_pattern(config.nsfw_words)
+        self._nsfw = WordList.of(config.nsfw_words)
 
     def check_banned(self, request: GenerationRequest, guild: GuildSettings) -> None:
         """Raise Banned when the prompt or a caption matches a ban-list entry."""
-        text = " ".join((request.prompt, request.top, request.bottom))
-        server_words = _words_pattern(guild.ban_words)
-        for pattern in (self._global_words, server_words, *self._patterns):
-            if pattern is not None and (match := pattern.search(text)):
-                raise Banned(f"“{match.group(0)}” is not allowed here; change the prompt and try again")
+        self.check_text(_text_of(request), guild)
+
+    def check_text(self, text: str, guild: GuildSettings) -> None:
+        """Raise Banned when ``text`` matches a ban-list entry (a word, or a pattern of the config)."""
+        found = self._global_words.find(text) or WordList.of(guild.ban_words).find(text)
+        if found is None:
+            plain = normalise(text)
+            found = next(
+                (m.group(0) for p in self._patterns for t in (text, plain) if (m := p.search(t))), None
+            )
+        if found is not None:
+            raise Banned(f"“{found[:100]}” is not allowed here; change the text and try again")
 
     def is_nsfw(self, request: GenerationRequest) -> bool:
         """Whether the prompt asks for something only age-restricted channels may get."""
-        return self._nsfw is not None and bool(
-            self._nsfw.search(" ".join((request.prompt, request.top, request.bottom)))
-        )
+        return self.is_nsfw_text(_text_of(request))
+
+    def is_nsfw_text(self, text: str) -> bool:
+        """Whether ``text`` holds a word only age-restricted channels may use."""
+        return self._nsfw.find(text) is not None
 
     def check_nsfw(self, request: GenerationRequest, guild: GuildSettings, *, age_restricted: bool) -> None:
         """Raise Forbidden for an NSFW prompt outside an age-restricted channel (or anywhere, if the
         server says so)."""
-        if not self.is_nsfw(request):
+        self.check_nsfw_text(_text_of(request), guild, age_restricted=age_restricted)
+
+    def check_nsfw_text(self, text: str, guild: GuildSettings, *, age_restricted: bool) -> None:
+        """The NSFW rule for any text (prompts, captions)."""
+        if not self.is_nsfw_text(text):
             return
         if not guild.allow_nsfw:
             raise Forbidden("this server does not allow that kind of prompt")
@@ -180,3 +186,8 @@ class Limits:
         self.users.hit(str(user_id))
         if guild_id is not None:
             self.servers.hit(str(guild_id))
+
+
+def _text_of(request: GenerationRequest) -> str:
+    """Everything of a request that is drawn or echoed: the prompt and the captions."""
+    return " ".join((request.prompt, request.top, request.bottom))
