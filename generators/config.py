@@ -46,6 +46,12 @@ class ModelConfig(Section):
     cache_dir: Path | None = None
     offline: bool = Field(False, description="Never touch the network; only local files and the cache.")
     seed: int = Field(0, description="Seed of the random weights of the tiny presets.")
+    max_work: float | None = Field(
+        None,
+        gt=0,
+        description="Most work one job may ask for, in megapixel-steps (images x steps x width x height"
+        " / 1024²; a clip counts its frames as images); the preset's when unset.",
+    )
 
 
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")

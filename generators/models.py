@@ -11,13 +11,25 @@ import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from generators.config import LimitsConfig
 from generators.errors import BadRequest
+from generators.grammar import size_for
 from generators.requests import GenerationRequest, Kind
+
+#: The work cap of a model that sets none and is not a preset, in megapixel-steps (see ModelInfo).
+DEFAULT_MAX_WORK = 64.0
+MEGAPIXEL = 1024 * 1024
+_MAX_SIDE: int = LimitsConfig.model_fields["max_side"].default
 
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What a model is and the defaults requests fall back to."""
+    """What a model is and the defaults requests fall back to.
+
+    ``max_work`` caps one job's cost in megapixel-steps: images × steps × width × height / 1024², a
+    clip counting its frames as images. Time grows about linearly in each, so it bounds how long a
+    job holds the GPU whatever mix of --n, --steps and --ar asks for it.
+    """
 
     name: str
     source: str
@@ -31,6 +43,7 @@ class ModelInfo:
     device: str
     dtype: str
     note: str = ""
+    max_work: float = DEFAULT_MAX_WORK
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,23 +106,32 @@ class Catalog:
             f"there is no model '{shown}' here: {hint}the models are {', '.join(self.names)}", flag="--model"
         )
 
-    def resolve(self, request: GenerationRequest) -> GenerationRequest:
-        """The request with its model filled in and its kind made to match (a clip model makes clips)."""
-        if request.model is not None:
-            model = self.check_name(request.model)
-            if request.kind is Kind.VIDEO and model.kind is not Kind.VIDEO:
-                raise BadRequest(
-                    f"{model.name} is an image model, so --video can't be used with it"
-                    + _other(self.of_kind(Kind.VIDEO), "clip"),
-                    flag="--video",
-                )
-        else:
-            model = self._default(request.kind)
+    def resolve(self, request: GenerationRequest, *, max_side: int = _MAX_SIDE) -> GenerationRequest:
+        """The request with its model filled in and its kind made to match (a clip model makes clips).
+
+        Refuses steps past the model's own limit and work past its cap (``max_side``: the limits' largest
+        side, which sizes the request as the worker will).
+        """
+        model = self.model_for(request)
         if model.kind is Kind.VIDEO and request.kind is Kind.IMAGE:
             request = dataclasses.replace(request, kind=Kind.VIDEO, n=1)
         if request.steps is not None and request.steps > model.max_steps:
             raise BadRequest(f"--steps must be at most {model.max_steps} for {model.name}", flag="--steps")
+        _check_work(request, model, max_side)
         return dataclasses.replace(request, model=model.name)
+
+    def model_for(self, request: GenerationRequest) -> ModelInfo:
+        """The model ``request`` runs on: the one it names, else the default for its kind."""
+        if request.model is None:
+            return self._default(request.kind)
+        model = self.check_name(request.model)
+        if request.kind is Kind.VIDEO and model.kind is not Kind.VIDEO:
+            raise BadRequest(
+                f"{model.name} is an image model, so --video can't be used with it"
+                + _other(self.of_kind(Kind.VIDEO), "clip"),
+                flag="--video",
+            )
+        return model
 
     def _default(self, kind: Kind) -> ModelInfo:
         name = self.image if kind is Kind.IMAGE else self.video
@@ -118,6 +140,33 @@ class Catalog:
         if name is None:
             raise BadRequest("this bot has no clip model, so --video is not available here", flag="--video")
         return self.get(name)
+
+
+def work_of(request: GenerationRequest, model: ModelInfo, max_side: int = _MAX_SIDE) -> float:
+    """How much work ``request`` asks of ``model``, in megapixel-steps (see ModelInfo.max_work)."""
+    width, height = size_for(request.aspect, model.size, max_side)
+    images = model.frames if request.kind is Kind.VIDEO else request.n
+    return images * (request.steps or model.steps) * width * height / MEGAPIXEL
+
+
+def _check_work(request: GenerationRequest, model: ModelInfo, max_side: int) -> None:
+    work = work_of(request, model, max_side)
+    if work <= model.max_work:
+        return
+    width, height = size_for(request.aspect, model.size, max_side)
+    steps = request.steps or model.steps
+    if request.kind is Kind.VIDEO:
+        asked, fewer, flag = f"a clip of {model.frames} frames × {steps} steps", "--steps", "--steps"
+    else:
+        images = "image" if request.n == 1 else "images"
+        asked, fewer, flag = f"{request.n} {images} × {steps} steps", "--n or --steps", "--n"
+    square = size_for((1, 1), model.size, max_side)
+    smaller = ", or --ar 1:1" if width * height > square[0] * square[1] else ""
+    raise BadRequest(
+        f"this asks for {asked} at {width}×{height} ({work:.3g} megapixel-steps); the limit for "
+        f"{model.name} is {model.max_work:g}: use fewer {fewer}{smaller}",
+        flag=flag,
+    )
 
 
 def _other(models: Iterable[ModelInfo], what: str) -> str:

@@ -25,17 +25,29 @@ class Preset:
     size: int
     max_steps: int = 50
     frames: int = 16
+    max_work: float = 64.0  # megapixel-steps, see ModelInfo.max_work
     note: str = ""
 
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        # Random weights built in code: no download, same pixels on every machine.
-        Preset("tiny", "builtin:tiny", Kind.IMAGE, steps=4, guidance=5.0, size=256),
-        Preset("tiny-video", "builtin:tiny-video", Kind.VIDEO, steps=4, guidance=5.0, size=128, frames=16),
+        # Random weights built in code: no download, same pixels on every machine. Their caps allow
+        # every request the default limits allow (9 images x 50 steps at 320x256 is 35 megapixel-steps).
+        Preset("tiny", "builtin:tiny", Kind.IMAGE, steps=4, guidance=5.0, size=256, max_work=40),
+        Preset("tiny-video", "builtin:tiny-video", Kind.VIDEO, steps=4, guidance=5.0, size=128, max_work=20),
         # Adversarial diffusion distillation: 1-4 steps, trained without classifier-free guidance.
-        Preset("sd-turbo", "stabilityai/sd-turbo", Kind.IMAGE, steps=1, guidance=0.0, size=512, max_steps=4),
+        # 9 images x 4 steps at its largest size (576x512) is 10.1 megapixel-steps.
+        Preset(
+            "sd-turbo",
+            "stabilityai/sd-turbo",
+            Kind.IMAGE,
+            steps=1,
+            guidance=0.0,
+            size=512,
+            max_steps=4,
+            max_work=12,
+        ),
         Preset(
             "modelscope-t2v",
             "ali-vilab/text-to-video-ms-1.7b",
@@ -44,12 +56,15 @@ PRESETS: dict[str, Preset] = {
             guidance=9.0,
             size=256,
             frames=16,
+            max_work=64,  # 16 frames x 50 steps at 320x256: 62.5 megapixel-steps
             note="CC-BY-NC-ND 4.0: research and non-commercial use only.",
         ),
     )
 }
 
-#: Defaults for a hub id or folder that is not a preset (a Stable Diffusion 1.x/2.x checkpoint).
+#: Defaults for a hub id or folder that is not a preset (a Stable Diffusion 1.x/2.x checkpoint). The
+#: work cap, 64 megapixel-steps, is a 9-image grid at 25 steps and 512² (about half a minute on a
+#: mid-range GPU); a larger model (``size: 1024``) gets fewer images or steps unless it sets ``max_work``.
 GENERIC_IMAGE = Preset("custom", "", Kind.IMAGE, steps=25, guidance=7.0, size=512)
 GENERIC_VIDEO = Preset("custom", "", Kind.VIDEO, steps=25, guidance=9.0, size=256)
 
@@ -79,6 +94,7 @@ def model_info(
         device=device,
         dtype=dtype,
         note=preset.note,
+        max_work=config.max_work or preset.max_work,
     )
 
 

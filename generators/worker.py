@@ -188,8 +188,8 @@ class GenerationWorker:
 
     def model_of(self, job: Job) -> ModelInfo:
         """The model ``job`` runs on (the default for its kind when it names none)."""
-        name = job.request.model or self.models.catalog.resolve(job.request).model or ""
-        return self.models.info(name)
+        # Not resolve(): a queued job was checked when it was asked for, and the worker must not refuse it.
+        return self.models.info(job.request.model or self.models.catalog.model_for(job.request).name)
 
     def plan(self, job: Job) -> Plan:
         """Size, steps and one seeded slot per image for ``job``."""

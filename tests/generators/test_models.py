@@ -1,4 +1,4 @@
-"""The catalog of served models: defaults by kind, --model checks, per-model step limits."""
+"""The catalog of served models: defaults by kind, --model checks, per-model step and work limits."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import dataclasses
 
 import pytest
 
+from generators.config import LimitsConfig, ModelConfig
 from generators.errors import BadRequest
-from generators.models import Catalog, ModelInfo
+from generators.models import DEFAULT_MAX_WORK, Catalog, ModelInfo
+from generators.presets import describe_model
 from generators.requests import GenerationRequest, Kind
 
 IMAGE = ModelInfo("turbo", "stabilityai/sd-turbo", Kind.IMAGE, 1, 4, 0.0, 512, 16, 8, "cpu", "float32")
@@ -63,3 +65,51 @@ def test_defaults_must_exist_and_match_their_kind() -> None:
         Catalog((IMAGE,), video="turbo")
     with pytest.raises(ValueError, match="unique"):
         Catalog((IMAGE, IMAGE))
+
+
+SDXL = dataclasses.replace(IMAGE, name="sdxl", steps=25, max_steps=50, size=1024, max_work=64)
+BIG = Catalog((SDXL, CLIP), image="sdxl", video="tiny-video")
+
+
+def test_a_request_over_the_work_cap_is_refused_saying_what_to_lower() -> None:
+    with pytest.raises(BadRequest) as caught:
+        BIG.resolve(GenerationRequest("a cat", n=9, steps=50))
+    assert str(caught.value) == (
+        "this asks for 9 images × 50 steps at 1024×1024 (450 megapixel-steps); the limit for sdxl is 64:"
+        " use fewer --n or --steps"
+    )
+    assert BIG.resolve(GenerationRequest("a cat", n=2)).model == "sdxl"  # 2 × 25 × 1 = 50
+
+
+def test_the_work_cap_counts_the_size_the_worker_will_run() -> None:
+    turbo = Catalog((dataclasses.replace(IMAGE, max_work=9),), image="turbo")
+    assert turbo.resolve(GenerationRequest("a cat", n=9, steps=4)).n == 9  # 9 × 4 × 512²
+    stretched = GenerationRequest("a cat", n=9, steps=4, aspect=(17, 15))  # rounds up to 576×512
+    with pytest.raises(BadRequest, match=r"at 576×512 \(10.1 megapixel-steps\).*steps, or --ar 1:1$"):
+        turbo.resolve(stretched)
+    assert turbo.resolve(stretched, max_side=512).n == 9  # a smaller max_side shrinks it to 512×448
+
+
+def test_a_clip_counts_its_frames_and_is_told_to_lower_steps() -> None:
+    clips = Catalog((dataclasses.replace(CLIP, max_work=1.0),), video="tiny-video")
+    assert clips.resolve(GenerationRequest("a cat", kind=Kind.VIDEO)).steps is None  # 16 × 4 × 128²
+    with pytest.raises(BadRequest, match=r"a clip of 16 frames × 5 steps at 128×128 .* fewer --steps$"):
+        clips.resolve(GenerationRequest("a cat", kind=Kind.VIDEO, steps=5))
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny-video", "sd-turbo", "modelscope-t2v"])
+def test_each_preset_allows_its_full_default_grid_at_every_allowed_size(name: str) -> None:
+    model = describe_model(ModelConfig(name=name))
+    limits = LimitsConfig()
+    catalog = Catalog((model,), **{model.kind.value: model.name})  # type: ignore[arg-type]
+    steps = model.steps if name == "modelscope-t2v" else model.max_steps  # the tiny ones allow it all
+    for ratio in [(1, 1), (9, 8), (5, 4), (4, 3), (3, 2), (16, 9), (2, 1), (3, 1)]:
+        for aspect in (ratio, ratio[::-1]):
+            request = GenerationRequest("a cat", n=limits.max_n, steps=steps, aspect=aspect, kind=model.kind)
+            assert catalog.resolve(request).model == name
+
+
+def test_a_model_that_is_not_a_preset_gets_the_documented_cap_unless_it_sets_one() -> None:
+    assert describe_model(ModelConfig(name="someone/sd15")).max_work == DEFAULT_MAX_WORK == 64
+    assert describe_model(ModelConfig(name="someone/sdxl", max_work=300)).max_work == 300
+    assert describe_model(ModelConfig(name="sd-turbo", max_work=5)).max_work == 5
