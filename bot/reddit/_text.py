@@ -15,22 +15,28 @@ from generators.requests import GenerationRequest, Kind
 #: Reddit refuses longer comments.
 MAX_COMMENT = 10_000
 ELLIPSIS = "…"
-# What can start markup inside a line (emphasis, links, code, superscript, entities), and what can at the
-# start of one (headings, lists, quotes): only these are escaped, so the text stays readable as typed.
-_SPECIAL = re.compile(r"([\\`*_\[\]<>~^&])")
+# What can start markup inside a line (emphasis, links, code, superscript, entities, tables, spoilers),
+# and what can at the start of one (headings, lists, quotes): only these are escaped, so the text stays
+# readable as typed.
+_SPECIAL = re.compile(r"([\\`*_\[\]<>~^&|!])")
 _LEADING = re.compile(r"^(\s*)([#+\-=])")
 _NUMBERED = re.compile(r"^(\s*\d+)([.)])")
 _TICKS = re.compile(r"`+")
+# Echoed text is one line: a line break could start a heading, a table or a quote below it.
+_BREAKS = re.compile(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 # u/name and r/name become links, and u/name notifies that user: a prompt must do neither. A zero-width
 # space splits them (a backslash before "/" shows on old Reddit).
 _PING = re.compile(r"(?<![\w/])(/?[ur])/", re.IGNORECASE)
+# Bare URLs become links on their own: split the scheme and "www." so a prompt cannot post a link.
+_AUTOLINK = re.compile(r"(?i)(://|\bwww(?=\.))")
 _SPLIT = "\u200b"
 
 
 def escape(text: str) -> str:
-    """``text`` shown as typed: Markdown punctuation escaped, no user or subreddit links."""
-    escaped = _SPECIAL.sub(r"\\\1", text)
+    """``text`` shown as typed on one line: Markdown escaped, no links, no user or subreddit mentions."""
+    escaped = _SPECIAL.sub(r"\\\1", _BREAKS.sub(" ", text))
     escaped = _NUMBERED.sub(r"\1\\\2", _LEADING.sub(r"\1\\\2", escaped))
+    escaped = _AUTOLINK.sub(lambda found: found[1][0] + _SPLIT + found[1][1:], escaped)
     return _PING.sub(rf"\1{_SPLIT}/", escaped)
 
 

@@ -39,7 +39,7 @@ def test_markup_in_a_prompt_cannot_break_the_link_or_ping() -> None:
     link = _LINK.search(text)
     assert link is not None and link["url"] == PAGE
     assert "u/spez" not in link["title"] and "r/pics" not in link["title"]
-    assert link["title"].startswith("\\](https://evil.example) \\*bold\\*")
+    assert link["title"].startswith("\\](https:\u200b//evil.example) \\*bold\\*")
     assert "Make it again: `` u/memebot " + prompt + " ``" in text
 
 
@@ -77,3 +77,47 @@ def test_any_reply_fits_and_keeps_its_link_and_footer(prompt: str, command: str)
     assert len(text) <= MAX_COMMENT
     assert text.startswith("**[") and f"]({PAGE})**\n\n" in text
     assert text.endswith("subject=opt%20out)")
+
+
+HOSTILE = "# heading [Free Nitro](https://nitro.example/claim) u/someone /u/other r/sub www.evil.example"
+
+
+def inert(text: str) -> None:
+    """Nothing in ``text`` that Reddit would turn into a link, a mention or a heading."""
+    assert "](" not in text.replace("\\](", "")
+    assert not re.search(r"(?<![\w/\u200b])/?[ur]/\w", text), text
+    assert "://" not in text and "www." not in text
+    assert not re.search(r"(?m)^\s*#", text)
+
+
+def test_a_hostile_prompt_is_echoed_inert_in_the_link_title() -> None:
+    text = reply(HOSTILE, "a cat")
+    link = _LINK.search(text)
+    assert link is not None and link["url"] == PAGE
+    inert(link["title"])
+    assert link["title"].replace("\\", "").replace("\u200b", "") == HOSTILE  # reads as typed
+
+
+def test_a_hostile_message_is_echoed_inert() -> None:
+    text = message_reply(HOSTILE + "\n# second line\n|a|b|\n|-|-|", username="memebot")
+    body = text.split("\n\n---\n")[0]
+    inert(body)
+    assert "\n" not in body  # one line: no heading or table can start below it
+    assert "\\|a\\|b\\|" in body
+
+
+def test_markup_of_every_kind_is_escaped() -> None:
+    assert escape(">!spoiler!<") == "\\>\\!spoiler\\!\\<"
+    assert escape("x^(sup) ~~gone~~ a|b &amp;") == "x\\^(sup) \\~\\~gone\\~\\~ a\\|b \\&amp;"
+    assert escape("see https://x.example") == "see https:\u200b//x.example"
+    assert escape("R/Pics and U/Spez") == "R\u200b/Pics and U\u200b/Spez"
+
+
+def test_a_reply_with_a_6000_character_caption_fits() -> None:
+    caption = "[Free Nitro](https://nitro.example) u/someone " * 131  # over 6000 characters
+    request = GenerationRequest("a cat", seed=42, top=caption, bottom=caption)
+    command = f'a cat --top "{caption}" --bottom "{caption}"'
+    text = result_reply(request, page_url=PAGE, command=command, username="memebot")
+    assert len(caption) >= 6000 and len(text) <= MAX_COMMENT
+    assert text.startswith(f"**[a cat]({PAGE})**") and text.endswith("subject=opt%20out)")
+    assert re.search(r"Make it again: `.*…`\n", text)
