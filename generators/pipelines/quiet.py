@@ -4,10 +4,11 @@ Their per-file progress bars would interleave with memebot's progress and logs, 
 at import time, about optional image processors (torchvision) that no pipeline here uses. Two
 diffusers warnings that a user can do nothing about are dropped by name, and only those: the
 deprecation notice of the ModelScope pipeline (the one that runs ModelScope clips, printed twice per
-clip) and the note on casting an AutoencoderTiny that has no float32 modules to keep (an empty list).
+clip) and the note on casting a model that has no float32 modules to keep (an empty list).
 """
 
 import logging
+import re
 import warnings
 
 import diffusers.utils.logging
@@ -17,30 +18,28 @@ transformers.utils.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 diffusers.utils.logging.disable_progress_bar()
 
-#: (logger, the start of a message it logs that no user can act on).
+#: (logger, a pattern matching the start of a message it logs that no user can act on).
 UNACTIONABLE = (
-    ("diffusers.pipelines.pipeline_utils", "The TextToVideoSDPipeline has been deprecated"),
-    (
-        "diffusers.models.modeling_utils",
-        "There are modules in AutoencoderTiny that should be kept in float32: []",
-    ),
+    ("diffusers.pipelines.pipeline_utils", r"The TextToVideoSDPipeline has been deprecated"),
+    # Only with an empty list: when a model does have float32 modules, the warning stays.
+    ("diffusers.models.modeling_utils", r"There are modules in \w+ that should be kept in float32: \[\]"),
 )
 
 
 class DropMessages(logging.Filter):
-    """Drops records whose message starts with one of ``prefixes``."""
+    """Drops records whose message starts with a match of ``pattern``."""
 
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
+    def __init__(self, pattern: str) -> None:
         super().__init__()
-        self.prefixes = prefixes
+        self.pattern = re.compile(pattern)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for a record to drop."""
-        return not record.getMessage().startswith(self.prefixes)
+        return self.pattern.match(record.getMessage()) is None
 
 
-for _name, _prefix in UNACTIONABLE:
-    logging.getLogger(_name).addFilter(DropMessages((_prefix,)))
+for _name, _pattern in UNACTIONABLE:
+    logging.getLogger(_name).addFilter(DropMessages(_pattern))
 warnings.filterwarnings(
     "ignore", message="The TextToVideoSDPipeline has been deprecated", category=FutureWarning
 )

@@ -22,17 +22,33 @@ class Kept(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-@pytest.mark.parametrize(("name", "prefix"), UNACTIONABLE)
-def test_only_the_named_message_is_dropped(name: str, prefix: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("diffusers.pipelines.pipeline_utils", "The TextToVideoSDPipeline has been deprecated and will..."),
+        (
+            "diffusers.models.modeling_utils",
+            "There are modules in AutoencoderTiny that should be kept in float32: [].",
+        ),
+        (
+            "diffusers.models.modeling_utils",
+            "There are modules in AutoencoderKL that should be kept in float32: []",
+        ),
+    ],
+)
+def test_only_the_named_messages_are_dropped(name: str, message: str) -> None:
     logger = logging.getLogger(name)
     kept = Kept()
     logger.addHandler(kept)
+    actionable = "There are modules in UNet2DConditionModel that should be kept in float32: ['norm']"
     try:
-        logger.warning("%s and the rest of that message", prefix)
+        logger.warning(message)
+        logger.warning(actionable)
         logger.warning("something else this library warns about")
     finally:
         logger.removeHandler(kept)
-    assert kept.messages == ["something else this library warns about"]
+    assert kept.messages == [actionable, "something else this library warns about"]
+    assert name in {logger_name for logger_name, _ in UNACTIONABLE}
 
 
 def test_a_clip_prints_no_deprecation_notice(capfd: pytest.CaptureFixture[str]) -> None:
