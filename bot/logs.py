@@ -12,9 +12,9 @@ import logging
 import re
 from collections.abc import Iterable
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
-from bot.settings import LoggingConfig, Settings
+from bot.settings import LoggingConfig, Settings, redis_password
 from generators.logs import JobIdFilter
 
 MASK = "***"
@@ -32,8 +32,9 @@ class Redactor:
     """Replaces secrets in text with ``***``."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret containing another is masked whole; tiny values would mask noise.
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        # Longest first, so a secret containing another is masked whole. Short ones too, whatever they
+        # mask besides: a readable log is not worth a printed password.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         """``text`` with every secret masked."""
@@ -49,8 +50,9 @@ def secret_values(settings: Settings) -> list[str]:
     values = [
         secret.get_secret_value() for secret in settings.secrets.model_dump().values() if secret is not None
     ]
-    password = urlsplit(settings.queue.redis_url).password
-    return values + ([password] if password else [])
+    password = redis_password(settings.queue.redis_url)
+    # As written in the URL (percent-encoded) and as Redis receives it.
+    return values + ([password, unquote(password)] if password else [])
 
 
 class TextFormatter(logging.Formatter):

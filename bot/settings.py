@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from generators.config import (
     LimitsConfig,
@@ -47,6 +57,38 @@ class QueueConfig(Section):
     claim_idle_s: float = Field(60.0, gt=0, description="A job idle this long on a dead worker is reclaimed.")
     max_deliveries: int = Field(3, ge=1, description="Attempts before a job goes to the dead-letter stream.")
     result_ttl_s: int = Field(86400, ge=60, description="How long result files stay in Redis.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _parses(cls, url: str) -> str:
+        """A URL whose password breaks its parsing would connect elsewhere, or crash showing part of it."""
+        check_redis_url(url)
+        return url
+
+
+REDIS_URL_FORM = (
+    "expected redis://[user:password@]host[:port][/db] (or rediss://, unix://); percent-encode "
+    "# / ? @ : % in the password (# as %23, / as %2F, ? as %3F, @ as %40, : as %3A, % as %25)"
+)
+
+
+def check_redis_url(url: str) -> None:
+    """Raise ValueError (which never quotes ``url``) unless it parses the way Redis clients read it."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port  # raises when a password's ":" or "/" left part of it where the port goes
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("redis", "rediss", "unix") or "#" in url or port == -1:
+        raise ValueError(REDIS_URL_FORM)
+    database = parts.path.removeprefix("/")
+    if parts.scheme != "unix" and (not parts.hostname or not (database == "" or database.isdigit())):
+        raise ValueError(REDIS_URL_FORM)
+
+
+def redis_password(url: str) -> str | None:
+    """The password in a Redis URL as written (still percent-encoded), if it has one."""
+    return urlsplit(url).password
 
 
 class WebConfig(Section):
@@ -204,13 +246,23 @@ def _explain(error: ValidationError, source: str) -> str:
         key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
         found = problem.get("input")
         detail = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
-        # A whole section's value is no help to echo; a single value is.
+        # A whole section's value is no help to echo; a single value is, unless it may hold a secret.
         quiet = problem["type"] in ("extra_forbidden", "value_error")
+        hidden = _secret_bearing(key, found)
+        shown = "value hidden: it may hold a secret" if hidden else f"got {_short(found)}"
         lines.append(
-            f"{source}: {key}: {detail.removeprefix('Value error, ')}"
-            + ("" if quiet else f" (got {_short(found)})")
+            f"{source}: {key}: {detail.removeprefix('Value error, ')}" + ("" if quiet else f" ({shown})")
         )
     return "\n".join(lines)
+
+
+_SECRET_KEY = re.compile(r"(?i)(redis_url|password|passwd|token|secret|credential|api_key)s?$")
+_USERINFO = re.compile(r"://[^/?#\s]*@")
+
+
+def _secret_bearing(key: str, value: Any) -> bool:
+    """Whether a config value may hold a credential: a secret's key, or a URL with a user part."""
+    return bool(_SECRET_KEY.search(key)) or bool(_USERINFO.search(repr(value)))
 
 
 def _short(value: Any) -> str:

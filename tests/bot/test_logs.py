@@ -88,3 +88,24 @@ def test_every_configured_secret_is_known_to_the_redactor() -> None:
 
     line = emit(LoggingConfig(), values, build)
     assert "hamster-pass" not in line and "pa55word99" not in line
+
+
+@pytest.mark.parametrize("secret", ["abc", "x9", "#"])
+def test_a_secret_of_any_length_is_masked(secret: str) -> None:
+    def build(logger: logging.Logger) -> None:
+        logger.info("logging in with password %s", secret)
+
+    line = emit(LoggingConfig(), [secret], build)
+    assert line.rstrip().endswith("logging in with password ***")
+
+
+def test_a_redis_password_is_masked_as_written_and_as_sent() -> None:
+    settings = Settings(queue=QueueConfig(redis_url="redis://:p%23w@redis:6379/0"))
+    values = secret_values(settings)
+    assert set(values) == {"p%23w", "p#w"}
+
+    def build(logger: logging.Logger) -> None:
+        logger.info("connecting to %s with %s", settings.queue.redis_url, "p#w")
+
+    line = emit(LoggingConfig(), values, build)
+    assert "p%23w" not in line and "p#w" not in line and "redis://:***@redis:6379/0" in line

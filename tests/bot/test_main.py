@@ -256,3 +256,14 @@ def test_an_unreachable_redis_is_one_line_and_exit_1(
     err = capsys.readouterr().err
     assert err.startswith("queue error: cannot use Redis") and len(err.splitlines()) == 1
     assert "hunter2secret" not in err
+
+
+@pytest.mark.parametrize("command", ["check-config", "run", "worker"])
+def test_a_redis_password_with_a_hash_is_one_config_line_without_it(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    redis = "queue:\n  backend: redis\n  redis_url: 'redis://:hunter#2secret@127.0.0.1:6379/0'\n"
+    assert main(["--config", str(write_config(tmp_path, extra=redis)), command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error:") and "%23" in err and len(err.splitlines()) == 1
+    assert "hunter" not in err and "2secret" not in err and "Traceback" not in err

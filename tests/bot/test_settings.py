@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import ConfigError, Secrets, Settings
+from bot.settings import REDIS_URL_FORM, ConfigError, Secrets, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,3 +96,44 @@ def test_secrets_come_from_the_environment_only() -> None:
     settings = Settings.parse("secrets:\n  discord_token: from-file\n")
     token = settings.secrets.discord_token
     assert token is None or token.get_secret_value() != "from-file"
+
+
+@pytest.mark.parametrize("password", ["se#cret", "pa/ss", "pa?ss", "pa#s/s?x", "12#"])
+def test_a_redis_password_that_breaks_the_url_is_one_line_that_never_shows_it(password: str) -> None:
+    text = f"queue:\n  backend: redis\n  redis_url: 'redis://:{password}@redis:6379/0'\n"
+    with pytest.raises(ConfigError) as caught:
+        Settings.parse(text, source="config.yaml")
+    # The same fixed line whatever the URL: nothing of it is quoted.
+    assert str(caught.value) == f"config.yaml: queue.redis_url: {REDIS_URL_FORM}"
+    assert "# as %23" in REDIS_URL_FORM and "\n" not in REDIS_URL_FORM
+
+
+@pytest.mark.parametrize(
+    ("url", "password"),
+    [
+        ("redis://:se%23cret@redis:6379/0", "se#cret"),
+        ("redis://user:p@ss:w@redis:6379/1", "p@ss:w"),  # the last @ ends the user part
+        ("rediss://:pa%2Fss%3F@redis", "pa/ss?"),
+        ("unix:///run/redis.sock?db=0", None),
+    ],
+)
+def test_any_password_can_be_written_percent_encoded(url: str, password: str | None) -> None:
+    from redis.connection import parse_url
+
+    settings = Settings.parse(f"queue:\n  redis_url: '{url}'\n")
+    assert parse_url(settings.queue.redis_url).get("password") == password
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("queue:\n  redis_url: 5\n", "5"),
+        ("queue:\n  redis_url: [redis://:hunter2@x]\n", "hunter2"),
+        ("web:\n  port: 'http://admin:hunter2@proxy'\n", "hunter2"),
+    ],
+)
+def test_config_errors_never_echo_a_secret_bearing_value(text: str, hidden: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.parse(text, source="config.yaml")
+    assert "value hidden: it may hold a secret" in str(caught.value)
+    assert f"got {hidden}" not in str(caught.value) and "hunter2" not in str(caught.value)
