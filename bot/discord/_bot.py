@@ -15,6 +15,7 @@ from bot.discord._buttons import Action, JobButton
 from bot.discord._commands import Generation, reply_error
 from bot.discord._delivery import Delivery, result_file
 from bot.discord._requests import Requests, owner_of, single_of, variation_of
+from bot.discord._text import clip, escape, prompt_line
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord
@@ -35,6 +36,8 @@ class MemeBot(commands.Bot):
         intents = discord.Intents.default()
         # Reading "!imagine ..." in meme channels needs the privileged message-content intent.
         intents.message_content = bool(config.meme_channels)
+        # Nobody is pinged unless a message names them in its own allowed_mentions (the requester).
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(
             command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options
         )
@@ -132,7 +135,7 @@ class MemeBot(commands.Bot):
             )
             await self.requests.submit_message(message, request, guild)
         except UserError as error:
-            await message.reply(f"❌ {error}", mention_author=False)
+            await message.reply(f"❌ {escape(clip(str(error), 1000))}", mention_author=False)
 
     def _prompt_in(self, content: str) -> str | None:
         trigger = self.config.trigger.strip()
@@ -169,7 +172,7 @@ class MemeBot(commands.Bot):
             return
         path = record.result.primary.path
         hall = self.get_partial_messageable(target)
-        text = f"{STAR} **{stars}** · {message.jump_url}\n**{record.job.request.prompt[:300]}**"
+        text = f"{STAR} **{stars}** · {message.jump_url}\n{prompt_line(record.job.request.prompt)}"
         with contextlib.suppress(discord.HTTPException):
             await hall.send(text, file=await result_file(path))
 

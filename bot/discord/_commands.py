@@ -18,7 +18,7 @@ from PIL import Image
 from bot.discord._delivery import result_file
 from bot.discord._policy import GuildSettings, save_guild
 from bot.discord._requests import Requests, owner_of
-from bot.discord._text import clip, models_lines, result_text, workers_line
+from bot.discord._text import clip, code, escape, models_lines, result_text, workers_line
 from bot.jobs import JobService
 from bot.store import JobStatus
 from generators import render
@@ -204,12 +204,14 @@ class Generation(commands.Cog):
         owner = owner_of(interaction.user)
         order = self.service.runner.queue.order()
         lines = [
-            f"`{job.id}` {position} ahead · {clip(job.request.prompt, 60)}"
+            f"{code(job.id, 80)} {position} ahead · {escape(clip(job.request.prompt, 60))}"
             for position, job in enumerate(order)
             if job.owner == owner
         ]
         running = await self.service.store.jobs_of(owner, {JobStatus.RUNNING})
-        lines += [f"`{r.id}` generating now · {clip(r.job.request.prompt, 60)}" for r in running]
+        lines += [
+            f"{code(r.id, 80)} generating now · {escape(clip(r.job.request.prompt, 60))}" for r in running
+        ]
         mine = "\n".join(lines) or "You have no jobs waiting."
         await interaction.response.send_message(f"{mine}\nIn the queue: {len(order)} jobs.", ephemeral=True)
 
@@ -404,7 +406,7 @@ def describe_settings(settings: GuildSettings) -> str:
             f"Flagged prompts in age-restricted channels: {'allowed' if settings.allow_nsfw else 'never'}",
             f"Buttons only for the requester: {'yes' if settings.requester_only_buttons else 'no'}",
             f"Spoiler on every result: {'yes' if settings.spoiler else 'no'}",
-            f"Banned words: {', '.join(settings.ban_words) or 'none'}",
+            f"Banned words: {escape(clip(', '.join(settings.ban_words), 1000)) or 'none'}",
         ]
     )
 
@@ -416,7 +418,7 @@ def _models(models: dict[str, str]) -> str:
 
 async def reply_error(interaction: discord.Interaction[Any], message: str) -> None:
     """An ephemeral error, whether or not the interaction was answered already."""
-    text = f"❌ {message}"
+    text = f"❌ {escape(clip(message, 1000))}"
     if interaction.response.is_done():
         await interaction.followup.send(text, ephemeral=True)
     else:

@@ -1,7 +1,10 @@
 """One message per job, edited as it moves (at a bounded rate), ending with the grid or clip.
 
 An interaction's token lasts 15 minutes; a job delivered later (a long queue, a restart) is posted as a
-plain channel message that mentions its owner instead.
+plain channel message that mentions its owner instead. A job that took longer than
+``discord.notify_after_s`` but could still be edited in place ends with a short follow-up that
+mentions its owner, since an edit notifies nobody. Those two are the only pings the bot sends, and
+each allows exactly one user to be mentioned.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import discord
 
 from bot.discord._buttons import cancel_view, result_view
-from bot.discord._text import progress_text, result_text
+from bot.discord._text import DISCORD_LIMIT, clip, progress_text, result_text
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import InvalidTransition, JobRecord, JobStatus
@@ -132,7 +135,7 @@ class Delivery:
     async def _deliver(self, record: JobRecord) -> None:
         """Post the final state once: the grid or clip with its buttons, or why there is none."""
         try:
-            message = await self._post_final(record)
+            message, pinged = await self._post_final(record)
         except (discord.HTTPException, Undeliverable) as error:
             log.warning("job %s could not be delivered: %s", record.id, error, extra={"job_id": record.id})
             with contextlib.suppress(InvalidTransition):
@@ -140,8 +143,34 @@ class Delivery:
             return
         with contextlib.suppress(InvalidTransition):  # another process may have delivered it
             await self.service.store.transition(record.id, JobStatus.DELIVERED, delivery_ref=str(message.id))
+        if not pinged and self._waited_long(record):
+            with contextlib.suppress(discord.HTTPException):
+                await self._notify(record)
 
-    async def _post_final(self, record: JobRecord) -> discord.Message:
+    def _waited_long(self, record: JobRecord) -> bool:
+        """Whether the requester has likely stopped watching (a cancel they asked for needs no ping)."""
+        waited = time.time() - float(record.reply_to.get("created", record.created_at))
+        return record.status is not JobStatus.CANCELLED and waited > self.config.notify_after_s
+
+    async def _notify(self, record: JobRecord) -> None:
+        """A short follow-up under the job's message that pings its requester, and only them."""
+        reply_to = record.reply_to
+        user_id = int(reply_to["user_id"])
+        what = "is ready" if record.status is JobStatus.DONE else "has ended"
+        content = f"<@{user_id}> your job {what}: {_jump_url(reply_to)}"
+        only_them = discord.AllowedMentions(users=[discord.Object(user_id)], replied_user=False)
+        if reply_to.get("kind") == "message":
+            channel = self.client.get_partial_messageable(int(reply_to["channel_id"]))
+            reference = channel.get_partial_message(int(reply_to["message_id"]))
+            await channel.send(content, reference=reference, allowed_mentions=only_them)
+            return
+        webhook = discord.Webhook.partial(
+            int(reply_to["application_id"]), reply_to["token"], client=self.client
+        )
+        await webhook.send(content, allowed_mentions=only_them)
+
+    async def _post_final(self, record: JobRecord) -> tuple[discord.Message, bool]:
+        """The final message, and whether it pinged the requester (a new post does, an edit does not)."""
         reply_to = record.reply_to
         request = record.job.request
         if record.status is not JobStatus.DONE or record.result is None:
@@ -159,20 +188,23 @@ class Delivery:
         view = result_view(record.id, 0 if request.kind.value == "video" else len(result.seeds))
         return await self._edit_or_post(reply_to, content=content, attachments=[file], view=view)
 
-    async def _edit_or_post(self, reply_to: dict[str, Any], **message: Any) -> discord.Message:
+    async def _edit_or_post(self, reply_to: dict[str, Any], **message: Any) -> tuple[discord.Message, bool]:
         if _editable(reply_to):
             try:
-                return await self._edit(reply_to, **message)
+                return await self._edit(reply_to, **message), False
             except discord.NotFound:
                 pass  # the message was deleted or the token died early: post anew
         channel = await self._channel(int(reply_to["channel_id"]))
-        mention = f"<@{reply_to['user_id']}> "
+        user_id = int(reply_to["user_id"])
         files = message.pop("attachments")
         view = message.pop("view")
         sent: discord.Message = await channel.send(
-            mention + message["content"], files=files, view=view or discord.utils.MISSING
+            clip(f"<@{user_id}> {message['content']}", DISCORD_LIMIT),
+            files=files,
+            view=view or discord.utils.MISSING,
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(user_id)]),
         )
-        return sent
+        return sent, True
 
     async def _edit(self, reply_to: dict[str, Any], **message: Any) -> discord.Message:
         message_id = int(reply_to["message_id"])
@@ -202,6 +234,12 @@ def _editable(reply_to: dict[str, Any]) -> bool:
     if reply_to.get("kind") == "message":
         return True
     return time.time() - float(reply_to.get("created", 0)) < TOKEN_LIFETIME_S
+
+
+def _jump_url(reply_to: dict[str, Any]) -> str:
+    """A link to the job's message (``@me`` in DMs)."""
+    guild = reply_to.get("guild_id") or "@me"
+    return f"https://discord.com/channels/{guild}/{reply_to['channel_id']}/{reply_to['message_id']}"
 
 
 def _terminal_event(record: JobRecord) -> Progress:

@@ -13,6 +13,7 @@ from typing import Any
 import discord
 
 from bot.discord._policy import GuildSettings, Limits, Moderation, load_guild
+from bot.discord._text import prompt_line
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord
@@ -119,7 +120,7 @@ class Requests:
         self, message: discord.Message, request: GenerationRequest, guild: GuildSettings
     ) -> JobRecord:
         """A meme-channel prompt: reply to it with a progress message, then queue the job."""
-        progress = await message.reply(f"**{request.prompt[:300]}**\n⏳ Queued…", mention_author=False)
+        progress = await message.reply(f"{prompt_line(request.prompt)}\n⏳ Queued…", mention_author=False)
         reply_to = {
             "kind": "message",
             "message_id": str(progress.id),

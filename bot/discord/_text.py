@@ -1,7 +1,14 @@
-"""What the bot's messages say (pure functions: easy to test, easy to change)."""
+"""What the bot's messages say (pure functions: easy to test, easy to change).
+
+Whatever a user typed (prompts, captions, job ids, errors that quote them) goes through :func:`escape`
+or :func:`code` before it is put in a message: no markdown of theirs applies, no masked link forms, and
+mentions are shown, never parsed. The client also sends ``allowed_mentions`` with nothing allowed,
+so even a mention that slipped through pings nobody.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
@@ -11,11 +18,17 @@ from generators.streams.heartbeat import WorkerStatus
 
 DISCORD_LIMIT = 2000
 BAR = 12
+#: Characters that start or end Discord markdown (bold, italics, strike, spoiler, code, masked links).
+_MARKDOWN = re.compile(r"([\\*_~|`\[\]()<>#])")
+#: What Discord turns into a mention: @everyone, @here, <@user>, <@!user>, <@&role>, <#channel>.
+_MENTION = re.compile(r"@(?=everyone|here)|(?<=<)(?=[@#])", re.IGNORECASE)
+#: A zero-width space: shown as nothing, but breaks the mention syntax.
+_BREAK = "\u200b"
 
 
 def progress_text(event: Progress, request: GenerationRequest, now: float | None = None) -> str:
     """The in-progress message for ``event``."""
-    head = f"**{clip(request.prompt, 300)}**"
+    head = prompt_line(request.prompt)
     match event:
         case Queued(position=position, eta_s=eta):
             ahead = "next in line" if position == 0 else f"{position} ahead of you"
@@ -29,7 +42,7 @@ def progress_text(event: Progress, request: GenerationRequest, now: float | None
             filled = round(BAR * i / n)
             return f"{head}\n🎨 `{'▰' * filled}{'▱' * (BAR - filled)}` step {i}/{n}"
         case Failed(reason=reason):
-            return f"{head}\n❌ {reason}"
+            return f"{head}\n❌ {escape(clip(reason, 500))}"
         case Cancelled():
             return f"{head}\n✖ Cancelled."
     return head
@@ -37,18 +50,39 @@ def progress_text(event: Progress, request: GenerationRequest, now: float | None
 
 def result_text(request: GenerationRequest, *, seed: int, job_id: str, user_id: int, command: str) -> str:
     """The caption of a finished grid or clip: prompt, model, seed, job id and who asked."""
-    model = f"model `{request.model}` · " if request.model else ""
+    model = f"model {code(request.model, 100)} · " if request.model else ""
     lines = [
-        f"**{clip(request.prompt, 600)}**",
-        f"{model}seed `{seed}` · job `{job_id}` · by <@{user_id}>",
-        f"`/imagine prompt:{clip(command, 1000)}`",
+        prompt_line(request.prompt, 600),
+        f"{model}seed `{seed}` · job {code(job_id, 80)} · by <@{user_id}>",
+        code(f"/imagine prompt:{command}", 700),
     ]
     return clip("\n".join(lines), DISCORD_LIMIT)
+
+
+def prompt_line(prompt: str, limit: int = 300) -> str:
+    """The prompt in bold, as the first line of a job's message."""
+    return f"**{escape(clip(prompt, limit))}**"
 
 
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def escape(text: str) -> str:
+    """User text as plain text on one line: markdown characters escaped, mentions broken."""
+    one_line = " ".join(text.split())
+    return _MENTION.sub(_escape_mention, _MARKDOWN.sub(r"\\\1", one_line))
+
+
+def _escape_mention(match: re.Match[str]) -> str:
+    return match.group(0) + _BREAK
+
+
+def code(text: str, limit: int) -> str:
+    """User text clipped to ``limit`` and shown as inline code (a backtick in it cannot close it)."""
+    inner = clip(" ".join(text.split()), limit).replace("`", "ˋ")
+    return f"`{_MENTION.sub(_escape_mention, inner) or ' '}`"
 
 
 def workers_line(workers: Sequence[WorkerStatus]) -> str:
@@ -58,7 +92,7 @@ def workers_line(workers: Sequence[WorkerStatus]) -> str:
     parts = []
     for worker in workers[:10]:
         speed = f", {worker.images_per_s:.2f} images/s" if worker.images_per_s else ""
-        parts.append(f"{worker.name} ({worker.busy} running{speed})")
+        parts.append(f"{escape(clip(worker.name, 60))} ({worker.busy} running{speed})")
     more = f" and {len(workers) - 10} more" if len(workers) > 10 else ""
     return f"Workers: {len(workers)}: {', '.join(parts)}{more}"
 
@@ -72,7 +106,7 @@ def models_lines(catalog: Catalog, states: Sequence[ModelState]) -> list[str]:
         default = [k for k, n in (("images", catalog.image), ("clips", catalog.video)) if n == model.name]
         tags = [f"default for {' and '.join(default)}"] if default else []
         if state.error:
-            tags.append(f"failed to load: {clip(state.error, 120)}")
+            tags.append(f"failed to load: {escape(clip(state.error, 120))}")
         else:
             tags.append("loaded" if state.loaded else "not loaded")
         if model.note:

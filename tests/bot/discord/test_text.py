@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from bot.discord._policy import GuildSettings
-from bot.discord._text import result_text, workers_line
+from bot.discord._text import code, escape, progress_text, result_text, workers_line
 from generators.models import ModelInfo
-from generators.requests import GenerationRequest, Kind
+from generators.requests import Failed, GenerationRequest, Kind
 from generators.streams.heartbeat import WorkerStatus
 
 
@@ -45,3 +45,28 @@ def test_guild_settings_keep_a_default_model_per_kind_per_server_and_channel() -
     cleared = settings.with_model(None, 42).with_model(None, None)
     assert cleared.models == {} and cleared.channel_models == {}
     assert GuildSettings.from_dict({"default_n": 4}).models == {}  # settings written before models existed
+
+
+def test_echoed_text_is_shown_as_text() -> None:
+    text = escape(
+        "@everyone @here <@&123> <@!45> <#67> **bold** ||spoiler|| [Free Nitro](https://x.y)\n# big"
+    )
+    assert "@everyone" not in text and "@here" not in text and "<@" not in text and "<#" not in text
+    assert "](" not in text and "**" not in text and "||" not in text and "\n" not in text
+    assert text.replace("\\", "").replace("\u200b", "").startswith("@everyone @here <@&123>")
+
+
+def test_code_cannot_be_closed_early_and_is_clipped() -> None:
+    assert code("a `b` @everyone", 100) == "`a ˋbˋ @\u200beveryone`"
+    assert len(code("x" * 6000, 80)) == 82 and code("", 10) == "` `"
+
+
+def test_a_result_caption_fits_whatever_was_typed() -> None:
+    request = GenerationRequest(prompt="*" * 600, model="m" * 100)
+    text = result_text(request, seed=1, job_id="j" * 6000, user_id=1, command="`" * 6000)
+    assert len(text) <= 2000 and "by <@1>" in text
+
+
+def test_a_failure_reason_is_escaped_and_clipped() -> None:
+    text = progress_text(Failed("@everyone " + "x" * 6000), GenerationRequest(prompt="<@&1>"))
+    assert len(text) < 1000 and "@everyone" not in text and "<@&" not in text
