@@ -157,6 +157,12 @@ class WorkerConfig(Section):
     switch_after: int = Field(
         4, ge=0, description="Jobs of a loaded model that may overtake a waiting job before a switch."
     )
+    max_job_s: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds one job may denoise before it is stopped and fails (0: no limit); a"
+        " pipeline call of several jobs gets this much per job.",
+    )
 
 
 class RenderConfig(Section):

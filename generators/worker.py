@@ -4,6 +4,9 @@ Inference runs on a single dedicated thread (a pipeline is not thread-safe) and 
 the event loop only schedules: Discord's gateway heartbeats must never wait for a denoising step. The
 next batch starts denoising while the previous one is still being encoded. Models are loaded and
 evicted on that same inference thread (``generators.pool``); a batch only ever holds jobs of one model.
+A call that runs past ``worker.max_job_s`` per job in it is stopped at its next step, as a cancel is,
+and its jobs fail saying so: the work cap (``generators.models``) bounds what a job may ask for, this
+bounds what it may take on a device slower than the cap assumed.
 """
 
 from __future__ import annotations
@@ -44,10 +47,15 @@ log = logging.getLogger(__name__)
 
 OOM_REASON = "the GPU ran out of memory even for a single image: try a smaller --ar or fewer --steps"
 INTERNAL_REASON = "generation failed on our side; the error was logged for the admins"
+TIME_REASON = "it took longer than the {limit:g} s limit for one job: try fewer --n or --steps"
 
 
 class _Interrupted(Exception):
     """Raised from the step callback to stop a pipeline call whose jobs were all cancelled."""
+
+
+class _OutOfTime(Exception):
+    """Raised from the step callback to stop a pipeline call that ran past its jobs' time limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,11 +296,21 @@ class GenerationWorker:
             return
         chunks = [items[i : i + self.config.max_batch] for i in range(0, len(items), self.config.max_batch)]
         outcomes: dict[_Item, _Outcome] = {}
+        deadline = self._deadline(len(jobs))
         for index, chunk in enumerate(chunks):
             progress = self._progress(backend, index, len(chunks), spec.steps)
-            call = functools.partial(self._call, backend, spec, chunk, progress)
+            call = functools.partial(self._call, backend, spec, chunk, progress, deadline)
             outcomes.update(await self.loop.run_in_executor(self._gpu, call))
         self._finish_batch(jobs, plans, outcomes, time.monotonic() - started)
+
+    def _deadline(self, jobs: int) -> float | None:
+        """When a call of ``jobs`` jobs must stop: each job brings ``max_job_s`` (0: never).
+
+        The clock starts once the model is loaded (a load is not the request's fault) and runs across
+        every chunk and retry of the batch, so splitting a batch does not extend it.
+        """
+        limit = self.config.max_job_s
+        return time.monotonic() + limit * jobs if limit else None
 
     def _finish_batch(
         self, jobs: list[Job], plans: dict[str, Plan], outcomes: dict[_Item, _Outcome], elapsed: float
@@ -380,7 +398,12 @@ class GenerationWorker:
         self.loop.call_soon_threadsafe(self._emit, job_id, event)
 
     def _call(
-        self, backend: Backend, spec: BatchSpec, items: Sequence[_Item], progress: _Report
+        self,
+        backend: Backend,
+        spec: BatchSpec,
+        items: Sequence[_Item],
+        progress: _Report,
+        deadline: float | None = None,
     ) -> dict[_Item, _Outcome]:
         """One pipeline call (on the inference thread), split on out-of-memory or a failing job."""
         first_slots: dict[str, int] = {}
@@ -395,6 +418,8 @@ class GenerationWorker:
             live = {job_id: i for job_id, i in first_slots.items() if job_id not in self._stopped}
             if self._abandon or not live:
                 raise _Interrupted
+            if deadline is not None and time.monotonic() > deadline:
+                raise _OutOfTime
             progress(live, step, latents)
 
         started = time.perf_counter()
@@ -402,8 +427,10 @@ class GenerationWorker:
             outputs = backend.generate(spec, [item.slot for item in items], on_step)
         except _Interrupted:
             return dict.fromkeys(items)
+        except _OutOfTime:
+            return self._out_of_time(items, job_ids)
         except torch.OutOfMemoryError:
-            return self._split_after_oom(backend, spec, items, progress)
+            return self._split_after_oom(backend, spec, items, progress, deadline)
         except Exception:
             log.exception(
                 "pipeline call failed for jobs %s", ", ".join(job_ids), extra={"job_id": ",".join(job_ids)}
@@ -413,7 +440,8 @@ class GenerationWorker:
             # Run each job alone so the one that breaks the call fails by itself.
             outcomes: dict[_Item, _Outcome] = {}
             for job_id in job_ids:
-                outcomes |= self._call(backend, spec, [i for i in items if i.job_id == job_id], progress)
+                alone = [i for i in items if i.job_id == job_id]
+                outcomes |= self._call(backend, spec, alone, progress, deadline)
             return outcomes
         key = (backend.info.name, spec.width, spec.height, spec.steps)
         # A clip counts its frames, as in images_of().
@@ -421,8 +449,23 @@ class GenerationWorker:
         self.rates.record(key, time.perf_counter() - started, spec.steps, units)
         return dict(zip(items, outputs, strict=True))
 
+    def _out_of_time(self, items: Sequence[_Item], job_ids: list[str]) -> dict[_Item, _Outcome]:
+        limit = self.config.max_job_s
+        log.warning(
+            "jobs %s ran past the %g s limit per job and were stopped",
+            ", ".join(job_ids),
+            limit,
+            extra={"job_id": ",".join(job_ids)},
+        )
+        return dict.fromkeys(items, _Failure(TIME_REASON.format(limit=limit)))
+
     def _split_after_oom(
-        self, backend: Backend, spec: BatchSpec, items: Sequence[_Item], progress: _Report
+        self,
+        backend: Backend,
+        spec: BatchSpec,
+        items: Sequence[_Item],
+        progress: _Report,
+        deadline: float | None,
     ) -> dict[_Item, _Outcome]:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -435,6 +478,6 @@ class GenerationWorker:
             return {items[0]: _Failure(OOM_REASON)}
         half = len(items) // 2
         log.warning("out of memory for %d images: retrying as %d + %d", len(items), half, len(items) - half)
-        return self._call(backend, spec, items[:half], progress) | self._call(
-            backend, spec, items[half:], progress
+        return self._call(backend, spec, items[:half], progress, deadline) | self._call(
+            backend, spec, items[half:], progress, deadline
         )

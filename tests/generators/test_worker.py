@@ -305,6 +305,19 @@ async def test_a_failing_job_fails_alone_and_the_worker_goes_on(
     assert isinstance((await collect(worker.events, {"later"}))["later"][-1], Finished)
 
 
+async def test_a_job_past_the_time_limit_fails_saying_so_and_the_worker_goes_on(
+    tiny_backend: DiffusersBackend, make_worker: Callable[..., GenerationWorker]
+) -> None:
+    worker = make_worker(Recording(tiny_backend, step_delay=0.1), max_job_s=1.0)
+    worker.start()
+    worker.submit(job("slow", steps=50))  # 5 s of steps against a 1 s limit
+    events = (await collect(worker.events, {"slow"}))["slow"]
+    assert events[-1] == Failed("it took longer than the 1 s limit for one job: try fewer --n or --steps")
+    assert max(e.i for e in events if isinstance(e, Step)) < 50  # stopped at a step, not at the end
+    worker.submit(job("quick"))
+    assert isinstance((await collect(worker.events, {"quick"}))["quick"][-1], Finished)
+
+
 async def test_stop_finishes_the_running_job(
     tiny_backend: DiffusersBackend, make_worker: Callable[..., GenerationWorker]
 ) -> None:
