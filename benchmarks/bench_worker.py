@@ -2,9 +2,13 @@
 
 - overhead: one job through queue + worker + render vs the bare pipeline call with the same arguments;
 - loop lag: lateness of a 10 ms ticker while the worker generates and encodes vs while idle;
-- batching: images/s for 36 single-image requests from 9 users, batching on vs off.
+- batching: images/s for 36 single-image requests from 9 users, batching on vs off;
+- real-size (``--case real-size``): an SD-Turbo-architecture pipeline built in code (random weights, no
+  download), 512 px, 1 step, batch 1 and 4, full VAE and tiny VAE: seconds per image of the bare
+  diffusers call vs the same batch as a job through queue, worker, render and file, alternating in one
+  process, then each alone in a fresh process (goal: within 5%).
 
-    python benchmarks/bench_worker.py [--json benchmarks/results/worker.json] [--quick]
+    python benchmarks/bench_worker.py [--json benchmarks/results/worker.json] [--case all|real-size]
 """
 
 from __future__ import annotations
@@ -13,13 +17,20 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
 from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
 from generators.pipelines import BatchSpec, DiffusersBackend, Slot, load_backend
+from generators.pipelines.random_turbo import backend_for, build_pipeline, tiny_vae
 from generators.queue import InProcessQueue
 from generators.requests import TERMINAL, Finished, GenerationRequest, Job, Kind
 from generators.worker import GenerationWorker
@@ -153,11 +164,112 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['case']:<52} {r['ours']:>10.4f} {r['baseline']:>10.4f} {ratio:>8}  {r['goal']:<9} {met}")
 
 
+# -- real size --------------------------------------------------------------------------------------
+
+REAL_SIZE = 512
+
+
+def real_backend(vae: str, quick: bool) -> DiffusersBackend:
+    """The SD-Turbo-shaped pipeline with the full VAE or the tiny one as its decoder."""
+    pipe = build_pipeline(quick=quick)
+    pipe.set_progress_bar_config(disable=True)
+    if vae == "tiny":
+        pipe.vae = tiny_vae()
+    return backend_for(pipe, size=REAL_SIZE)
+
+
+def bare_call(backend: DiffusersBackend, batch: int, seed: int) -> float:
+    """Seconds of the diffusers call alone for ``batch`` images (PIL out, as a user's script would)."""
+    start = time.perf_counter()
+    backend.pipe(
+        prompt=["a hamster godzilla"] * batch,
+        width=REAL_SIZE,
+        height=REAL_SIZE,
+        num_inference_steps=1,
+        guidance_scale=0.0,
+        generator=[torch.Generator("cpu").manual_seed(seed + i) for i in range(batch)],
+    )
+    return time.perf_counter() - start
+
+
+async def job_call(worker: GenerationWorker, batch: int, seed: int) -> float:
+    """Seconds from submitting one job of ``batch`` images to its file on disk."""
+    start = time.perf_counter()
+    request = GenerationRequest("a hamster godzilla", seed=seed, n=batch, steps=1, model="sd-turbo")
+    worker.submit(Job(f"r{seed}-{batch}", "bench", request))
+    await wait_all(worker, {f"r{seed}-{batch}"})
+    return time.perf_counter() - start
+
+
+async def alternating(vae: str, batch: int, runs: int, quick: bool, folder: Path) -> tuple[float, float]:
+    """Median s/image of memebot's path and of the bare call, alternating in this process."""
+    backend = real_backend(vae, quick)
+    ours, bare = [], []
+    async with make_worker(backend, folder) as worker:
+        for run in range(runs + 1):  # the first pair warms both up
+            bare.append(await asyncio.to_thread(bare_call, backend, batch, run))
+            ours.append(await job_call(worker, batch, run))
+    return statistics.median(ours[1:]) / batch, statistics.median(bare[1:]) / batch
+
+
+def alone(mode: str, vae: str, batch: int, runs: int, quick: bool) -> float:
+    """Median s/image of one mode in a fresh process of its own (no other pipeline, no other work)."""
+    command = [sys.executable, __file__, "--child", mode, "--vae", vae, "--batch", str(batch)]
+    command += ["--runs", str(runs)] + (["--quick"] if quick else [])
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+async def child(mode: str, vae: str, batch: int, runs: int, quick: bool) -> None:
+    """Print the median s/image of ``mode`` (bare or memebot): the other half of :func:`alone`."""
+    backend = real_backend(vae, quick)
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        async with make_worker(backend, Path(tmp)) as worker:
+            for run in range(runs + 1):
+                if mode == "bare":
+                    times.append(await asyncio.to_thread(bare_call, backend, batch, run))
+                else:
+                    times.append(await job_call(worker, batch, run))
+    print(statistics.median(times[1:]) / batch)
+
+
+async def real_size(runs: int, quick: bool, folder: Path) -> list[dict[str, Any]]:
+    """Rows for batch 1 and 4, full and tiny VAE: alternating in one process, then each alone."""
+    rows = []
+    for vae in ("full", "tiny"):
+        for batch in (1, 4):
+            label = f"real size b={batch} {vae} VAE (s/image)"
+            ours, base = await alternating(vae, batch, runs, quick, folder)
+            rows.append(row(f"{label}", ours, base, ours / base - 1, "<= 5%", ours / base - 1 <= 0.05))
+            ours = alone("memebot", vae, batch, runs, quick)
+            base = alone("bare", vae, batch, runs, quick)
+            rows.append(
+                row(f"{label}, each alone", ours, base, ours / base - 1, "<= 5%", ours / base - 1 <= 0.05)
+            )
+    return rows
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/worker.json"))
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--case", choices=["all", "real-size"], default="all")
+    parser.add_argument("--quick", action="store_true", help="real-size with a narrowed pipeline (smoke run)")
+    parser.add_argument("--child", choices=["bare", "memebot"], help=argparse.SUPPRESS)
+    parser.add_argument("--vae", choices=["full", "tiny"], default="full", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        await child(args.child, args.vae, args.batch, args.runs, args.quick)
+        return
+    if args.case == "real-size":
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = await real_size(args.runs, args.quick, Path(tmp))
+        print_table(rows)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.with_name("worker-real-size.json").write_text(json.dumps({"rows": rows}, indent=2))
+        return
     image = await asyncio.to_thread(load_backend, ModelConfig(name="tiny"))
     video = await asyncio.to_thread(load_backend, ModelConfig(name="tiny-video", size=128))
     small = await asyncio.to_thread(load_backend, ModelConfig(name="tiny", size=64))
