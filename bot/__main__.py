@@ -24,6 +24,7 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot import retention
 from bot.jobs import JobService
 from bot.logs import configure_logging
 from bot.progress import ProgressLine
@@ -155,6 +156,7 @@ async def run(settings: Settings) -> int:
         for running in adapters.values():
             # Adapters subscribe to their jobs' events first, so recovered jobs reach them.
             await stack.enter_async_context(running(settings, service))
+        await stack.enter_async_context(retention.running(settings, service))
         await service.recover()
         log.info(
             "ready: models %s; serving %s",

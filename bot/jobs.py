@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from bot.runners import LocalRunner, Runner
-from bot.store import InvalidTransition, JobRecord, JobStatus, Store
+from bot.store import ENDED, InvalidTransition, JobRecord, JobStatus, Store, remove_files
 from generators.config import LimitsConfig
 from generators.errors import BadRequest, Forbidden, NotFound, UserError
 from generators.grammar import format_request, parse
@@ -186,6 +186,24 @@ class JobService:
             raise Forbidden("only the person who asked for this job can cancel it")
         if not await self.runner.cancel(job_id):
             raise BadRequest(f"job {job_id} is already {record.status.value}")
+        return record
+
+    async def delete(self, job_id: str, *, by: str | None = None) -> JobRecord:
+        """Delete an ended job's files and record: its page then answers 410 Gone.
+
+        ``by`` (an owner id) must own it unless None (a moderator, or retention). Files go first, so a
+        stop in between leaves a record that retention deletes again, never files nobody knows of.
+        """
+        record = await self.store.get(job_id)
+        if record is None:
+            raise NotFound(f"there is no job {job_id}")
+        if by is not None and record.job.owner != by:
+            raise Forbidden("only the person who asked for this job can delete it")
+        if record.status not in ENDED:
+            raise BadRequest(f"job {job_id} is still {record.status.value}: cancel it first")
+        if record.result is not None:
+            await asyncio.to_thread(remove_files, record.result)
+        await self.store.delete(job_id)
         return record
 
     async def recover(self) -> list[JobRecord]:

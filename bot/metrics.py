@@ -9,10 +9,13 @@ serve it with :func:`add_routes`.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import (
@@ -77,6 +80,17 @@ class Metrics:
             registry=registry,
         )
         self._timings: dict[str, _Timing] = {}
+        self.results: _ResultsCollector | None = None
+
+    def count_results(self, folder: Path) -> None:
+        """Also report the size of the result files in ``folder`` (measured on each scrape)."""
+        self.results = _ResultsCollector(folder)
+        self.registry.register(self.results)
+
+    async def refresh(self) -> None:
+        """Measure what is slow to measure, off the event loop (call before :meth:`render`)."""
+        if self.results is not None:
+            await asyncio.to_thread(self.results.measure)
 
     @classmethod
     def following(cls, service: JobService) -> Metrics:
@@ -159,6 +173,32 @@ class _ModelCollector(Collector):
         yield serving
 
 
+class _ResultsCollector(Collector):
+    """The bytes and files under the results folder: what retention keeps bounded."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.bytes = 0
+        self.files = 0
+
+    def measure(self) -> None:
+        """Walk the folder (blocking)."""
+        size = count = 0
+        for root, _, names in os.walk(self.folder):
+            for name in names:
+                try:
+                    size += os.stat(os.path.join(root, name)).st_size
+                except OSError:  # deleted while walking
+                    continue
+                count += 1
+        self.bytes, self.files = size, count
+
+    def collect(self) -> Iterator[Metric]:
+        """The last measurement."""
+        yield GaugeMetricFamily("memebot_results_bytes", "Bytes of result files on disk.", value=self.bytes)
+        yield GaugeMetricFamily("memebot_results_files", "Result files on disk.", value=self.files)
+
+
 METRICS = web.AppKey("metrics", Metrics)
 
 
@@ -170,4 +210,6 @@ def add_routes(app: web.Application, metrics: Metrics) -> None:
 
 async def handle(request: web.Request) -> web.Response:
     """GET /metrics."""
-    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    metrics = request.app[METRICS]
+    await metrics.refresh()
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

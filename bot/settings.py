@@ -46,6 +46,10 @@ class StoreConfig(Section):
     """Where jobs are recorded."""
 
     path: Path = Field(Path("data/memebot.db"), description="SQLite file (':memory:' keeps nothing).")
+    retention_days: float = Field(
+        30.0, ge=0, description="Ended jobs' files, pages and records are deleted after this (0: kept)."
+    )
+    cleanup_interval_s: float = Field(3600.0, gt=0, description="How often expired results are looked for.")
 
 
 class QueueConfig(Section):

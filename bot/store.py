@@ -44,6 +44,10 @@ ALLOWED_FROM: dict[JobStatus, frozenset[JobStatus]] = {
     S.UNDELIVERABLE: frozenset({S.DONE, S.FAILED, S.CANCELLED}),
 }
 FINISHED = (S.DONE, S.FAILED, S.CANCELLED)
+#: Statuses a job never leaves by itself: it may be deleted (retention, or its owner's 🗑).
+ENDED = (*FINISHED, S.DELIVERED, S.UNDELIVERABLE)
+#: The kv namespace remembering deleted jobs, so their pages say "gone" rather than "never was".
+DELETED = "deleted"
 #: The column each status stamps with the time of the move (a requeue keeps the first start).
 TIMESTAMP_OF: dict[JobStatus, str] = {
     S.RUNNING: "started_at",
@@ -167,6 +171,51 @@ class Store:
         await self._db.execute("DELETE FROM jobs WHERE id = ? AND status = ?", (job_id, S.QUEUED))
         await self._db.commit()
 
+    async def delete(self, job_id: str) -> bool:
+        """Delete an ended job's row (its files are the caller's) and remember it was deleted."""
+        marks = ", ".join("?" * len(ENDED))
+        cursor = await self._db.execute(
+            f"DELETE FROM jobs WHERE id = ? AND status IN ({marks})",  # noqa: S608
+            (job_id, *ENDED),
+        )
+        if cursor.rowcount:
+            await self._db.execute(
+                "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", (DELETED, job_id, "true", time.time())
+            )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def was_deleted(self, job_id: str) -> bool:
+        """Whether a job with this id was deleted (and its tombstone not yet pruned)."""
+        return await self.kv_get(DELETED, job_id) is not None
+
+    async def expired(self, before: float, limit: int = 100) -> list[JobRecord]:
+        """Ended jobs whose last change is older than ``before`` (delivered or not), oldest first."""
+        marks = ", ".join("?" * len(ENDED))
+        return await self._select(
+            f"WHERE status IN ({marks}) AND COALESCE(delivered_at, finished_at, created_at) < ?"
+            " ORDER BY created_at, rowid LIMIT ?",
+            (*ENDED, before, limit),
+        )
+
+    async def drop_tokens(self, before: float) -> int:
+        """Remove the ``token`` of reply addresses of jobs created before ``before``; how many had one."""
+        cursor = await self._db.execute(
+            "UPDATE jobs SET reply_to = json_remove(reply_to, '$.token')"
+            " WHERE created_at < ? AND json_type(reply_to, '$.token') IS NOT NULL",
+            (before,),
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def kv_prune(self, namespace: str, before: float) -> int:
+        """Delete the records of ``namespace`` last written before ``before``; how many."""
+        cursor = await self._db.execute(
+            "DELETE FROM kv WHERE namespace = ? AND updated_at < ?", (namespace, before)
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
     async def get(self, job_id: str) -> JobRecord | None:
         """One job, or None."""
         rows = await self._select("WHERE id = ?", (job_id,))
@@ -289,6 +338,26 @@ class Store:
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[JobRecord]:
         async with self._db.execute(f"SELECT * FROM jobs {where}", params) as cursor:  # noqa: S608
             return [_record(row) for row in await cursor.fetchall()]
+
+
+def remove_files(result: GenerationResult) -> int:
+    """Delete a result's files (blocking: run it in a thread); the bytes freed.
+
+    Only files in the job's own folder (``results_dir/<job id>/``) are touched, whatever a store says.
+    """
+    freed = 0
+    folders = set()
+    for file in result.files:
+        if file.path.parent.name != result.job_id:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            freed += file.path.stat().st_size
+            file.path.unlink()
+        folders.add(file.path.parent)
+    for folder in folders:
+        with contextlib.suppress(OSError):  # gone already, or holds something else: leave it
+            folder.rmdir()
+    return freed
 
 
 def _record(row: aiosqlite.Row) -> JobRecord:

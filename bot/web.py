@@ -35,8 +35,10 @@ LIMITS = web.AppKey("limits", LimitsConfig)
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _TITLE_CHARS = 90  # what link previews show of a title
-_FILE_CACHE = "public, max-age=31536000, immutable"  # a job's files never change once written
-_PAGE_CACHE = "public, max-age=3600"
+# Results can be deleted (retention, the owner's 🗑): caches must ask again each time, which costs a 304
+# for files (they carry an ETag) and keeps a deleted result from being served on.
+_FILE_CACHE = "no-cache"
+_PAGE_CACHE = "no-cache"
 # The page needs nothing but its own files and inline style; a prompt that slipped past escaping could
 # still not run a script.
 _PAGE_POLICY = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
@@ -90,6 +92,7 @@ async def running(
 ) -> AsyncIterator[WebServer]:
     """Serve result pages, ``/healthz`` and ``/metrics`` on ``web.host``:``web.port`` until the block ends."""
     metrics = Metrics.following(service)
+    metrics.count_results(settings.worker.results_dir)
     app = create_app(
         service.store,
         results_dir=settings.worker.results_dir,
@@ -124,7 +127,10 @@ async def _finished(request: web.Request) -> tuple[JobRecord, GenerationResult]:
     job_id = request.match_info["job_id"]
     if not _JOB_ID.match(job_id):
         raise web.HTTPNotFound(text="no such result")
-    record = await request.app[STORE].get(job_id)
+    store = request.app[STORE]
+    record = await store.get(job_id)
+    if record is None and await store.was_deleted(job_id):
+        raise web.HTTPGone(text="this result was deleted")
     if record is None or record.result is None:
         raise web.HTTPNotFound(text="no such result")
     return record, record.result

@@ -159,3 +159,20 @@ async def test_the_web_server_serves_the_metrics_of_real_jobs(
     assert values['memebot_model_queue_depth{model="tiny"}'] == 0
     assert values["memebot_batch_images_count"] >= 1
     assert values["memebot_step_seconds_count"] >= 2
+    assert values["memebot_results_files"] >= 2 and values["memebot_results_bytes"] > 0
+
+
+async def test_the_result_files_on_disk_are_measured_on_each_scrape(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    (folder / "job-1").mkdir(parents=True)
+    (folder / "job-1" / "grid.png").write_bytes(b"x" * 1000)
+    metrics = Metrics(FakeRunner())
+    metrics.count_results(folder)
+    await metrics.refresh()
+    values = samples(metrics.render().decode())
+    assert (values["memebot_results_bytes"], values["memebot_results_files"]) == (1000, 1)
+    (folder / "job-2").mkdir()
+    (folder / "job-2" / "clip.mp4").write_bytes(b"y" * 24)
+    await metrics.refresh()
+    values = samples(metrics.render().decode())
+    assert (values["memebot_results_bytes"], values["memebot_results_files"]) == (1024, 2)

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import ALLOWED_FROM, TIMESTAMP_OF, InvalidTransition, JobRecord, JobStatus, Store
+from bot.store import (
+    ALLOWED_FROM,
+    TIMESTAMP_OF,
+    InvalidTransition,
+    JobRecord,
+    JobStatus,
+    Store,
+    remove_files,
+)
 from generators.requests import GenerationRequest, GenerationResult, Job, Kind, MediaFile
 
 S = JobStatus
@@ -224,3 +232,49 @@ async def test_key_values_for_adapters(tmp_path: Path) -> None:
         once = await asyncio.gather(first.kv_add("hof", "m1", 1), second.kv_add("hof", "m1", 2))
         assert sorted(once) == [False, True]
         assert await first.kv_get("hof", "m1") in (1, 2)
+
+
+async def test_only_ended_jobs_expire_and_can_be_deleted(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "jobs.db") as store:
+        for status in S:
+            await store.add(job(f"job-{status.value}"), platform="cli", reply_to={})
+            await walk(store, f"job-{status.value}", PATH_TO[status])
+        ended = {S.DONE, S.FAILED, S.CANCELLED, S.DELIVERED, S.UNDELIVERABLE}
+        assert await store.expired(time.time() - 60) == []  # too young
+        old = await store.expired(time.time() + 60)
+        assert {record.status for record in old} == ended
+        assert len(await store.expired(time.time() + 60, limit=2)) == 2
+        for status in S:
+            assert await store.delete(f"job-{status.value}") is (status in ended)
+            assert await store.was_deleted(f"job-{status.value}") is (status in ended)
+        assert set(await store.stats()) == {S.QUEUED.value, S.RUNNING.value}
+        assert await store.kv_prune("deleted", time.time() + 60) == len(ended)
+        assert not await store.was_deleted("job-done")
+
+
+async def test_expired_tokens_are_dropped_and_nothing_else(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "jobs.db") as store:
+        address = {"kind": "interaction", "token": "aW50ZXJhY3Rpb24", "channel_id": "5"}
+        await store.add(job("old"), platform="discord", reply_to=address)
+        await store.add(job("plain"), platform="reddit", reply_to={"fullname": "t1_x"})
+        assert await store.drop_tokens(before=time.time() - 900) == 0
+        assert await store.drop_tokens(before=time.time() + 1) == 1
+        assert await store.drop_tokens(before=time.time() + 1) == 0
+        old, plain = await store.get("old"), await store.get("plain")
+        assert old is not None and old.reply_to == {"kind": "interaction", "channel_id": "5"}
+        assert plain is not None and plain.reply_to == {"fullname": "t1_x"}
+
+
+def test_only_files_in_the_jobs_own_folder_are_removed(tmp_path: Path) -> None:
+    mine = tmp_path / "results" / "job-1"
+    mine.mkdir(parents=True)
+    (mine / "grid.png").write_bytes(b"12345")
+    elsewhere = tmp_path / "precious.png"
+    elsewhere.write_bytes(b"keep")
+    files = (
+        MediaFile(mine / "grid.png", "image/png", 5),
+        MediaFile(mine / "gone.webp", "image/webp", 1),  # already removed
+        MediaFile(elsewhere, "image/png", 4),  # a tampered record
+    )
+    assert remove_files(GenerationResult("job-1", files, (1,), 8, 8, 0.1)) == 5
+    assert not mine.exists() and elsewhere.read_bytes() == b"keep"

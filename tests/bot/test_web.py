@@ -92,8 +92,12 @@ async def test_the_file_has_its_type_and_cache_headers(
         async with http.get(s.file) as response:
             assert response.status == 200
             assert response.content_type == s.result.primary.mime
-            assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            # Results can be deleted: caches revalidate (a 304 by the ETag) rather than keep them a year.
+            assert response.headers["Cache-Control"] == "no-cache"
             assert await response.read() == s.result.primary.path.read_bytes()
+            etag = response.headers["ETag"]
+        async with http.get(s.file, headers={"If-None-Match": etag}) as response:
+            assert response.status == 304
 
 
 async def test_unknown_ids_and_path_tricks_are_404(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
