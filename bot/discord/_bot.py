@@ -14,8 +14,16 @@ from discord.ext import commands
 from bot.discord._buttons import Action, JobButton
 from bot.discord._commands import Generation, reply_error
 from bot.discord._delivery import Delivery, result_file
-from bot.discord._requests import Requests, owner_of, single_of, variation_of
-from bot.discord._text import clip, escape, prompt_line
+from bot.discord._requests import (
+    Requests,
+    age_restricted,
+    is_moderator,
+    made_age_restricted,
+    owner_of,
+    single_of,
+    variation_of,
+)
+from bot.discord._text import error_text, prompt_line
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord
@@ -78,7 +86,7 @@ class MemeBot(commands.Bot):
             if record is None:
                 raise NotFound("that job is no longer known")
             guild = await self.requests.guild(interaction.guild_id)
-            moderator = _is_moderator(interaction)
+            moderator = is_moderator(interaction)
             mine = record.job.owner == owner_of(interaction.user)
             if guild.requester_only_buttons and not (mine or moderator):
                 raise Forbidden("on this server only the person who asked can use these buttons")
@@ -135,7 +143,7 @@ class MemeBot(commands.Bot):
             )
             await self.requests.submit_message(message, request, guild)
         except UserError as error:
-            await message.reply(f"❌ {escape(clip(str(error), 1000))}", mention_author=False)
+            await message.reply(error_text(str(error)), mention_author=False)
 
     def _prompt_in(self, content: str) -> str | None:
         trigger = self.config.trigger.strip()
@@ -172,9 +180,11 @@ class MemeBot(commands.Bot):
             return
         path = record.result.primary.path
         hall = self.get_partial_messageable(target)
+        # A result made under NSFW rules stays hidden in a hall that is not age-restricted (or not known).
+        spoiler = made_age_restricted(record) and not age_restricted(self.get_channel(target))
         text = f"{STAR} **{stars}** · {message.jump_url}\n{prompt_line(record.job.request.prompt)}"
         with contextlib.suppress(discord.HTTPException):
-            await hall.send(text, file=await result_file(path))
+            await hall.send(text, file=await result_file(path, spoiler=spoiler))
 
 
 class ShardedMemeBot(MemeBot, commands.AutoShardedBot):
@@ -183,11 +193,6 @@ class ShardedMemeBot(MemeBot, commands.AutoShardedBot):
 
 def _reroll(request: GenerationRequest) -> GenerationRequest:
     return dataclasses.replace(request, seed=None)
-
-
-def _is_moderator(interaction: discord.Interaction[Any]) -> bool:
-    permissions = interaction.permissions
-    return bool(permissions.manage_messages or permissions.manage_guild)
 
 
 def _job_of(message: discord.Message) -> str | None:

@@ -8,6 +8,7 @@ import io
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -17,8 +18,8 @@ from PIL import Image
 
 from bot.discord._delivery import result_file
 from bot.discord._policy import GuildSettings, save_guild
-from bot.discord._requests import Requests, owner_of
-from bot.discord._text import clip, code, escape, models_lines, result_text, workers_line
+from bot.discord._requests import Requests, checked_job_id, owner_of
+from bot.discord._text import clip, code, error_text, escape, models_lines, result_text, workers_line
 from bot.jobs import JobService
 from bot.store import JobStatus
 from generators import render
@@ -181,22 +182,30 @@ class Generation(commands.Cog):
         """/meme: captions are drawn here, no GPU involved."""
         if not (top or bottom):
             raise BadRequest("give a top or bottom text")
+        guild = await self.requests.guild(interaction.guild_id)
+        self.requests.check_captions(top or "", bottom or "", channel=interaction.channel, guild=guild)
+        source, hidden = await self._meme_source(interaction, image, job)
+        self.requests.limits.take(interaction.user.id, interaction.guild_id)
         await interaction.response.defer(thinking=True)
-        data = await self._meme_source(image, job)
+        data = await source.read() if isinstance(source, discord.Attachment) else await _read(source)
         budget = interaction.filesize_limit
         encoded = await asyncio.to_thread(_caption_bytes, data, top or "", bottom or "", budget)
-        file = discord.File(io.BytesIO(encoded.data), filename=f"meme.{encoded.ext}")
+        spoiler = hidden or self.requests.spoiler(interaction.channel, guild)
+        file = discord.File(io.BytesIO(encoded.data), filename=f"meme.{encoded.ext}", spoiler=spoiler)
         await interaction.edit_original_response(content=None, attachments=[file])
 
-    async def _meme_source(self, image: discord.Attachment | None, job: str | None) -> bytes:
+    async def _meme_source(
+        self, interaction: discord.Interaction[Any], image: discord.Attachment | None, job: str | None
+    ) -> tuple[discord.Attachment | Path, bool]:
+        """What to caption, and whether the result must be spoilered (a result made under NSFW rules)."""
         if image is not None:
             if not (image.content_type or "").startswith("image/") or image.size > 20 * 1024 * 1024:
                 raise BadRequest("attach a picture (PNG, JPEG, GIF or WebP) under 20 MiB")
-            return await image.read()
-        record = await self.service.store.get(job) if job else None
+            return image, False
+        record = await self.service.store.get(checked_job_id(job)) if job else None
         if record is None or record.result is None:
             raise NotFound("attach an image or give the id of a finished job")
-        return await asyncio.to_thread(record.result.primary.path.read_bytes)
+        return record.result.primary.path, self.requests.check_repost(record, interaction)
 
     @app_commands.command(description="Your jobs in the queue, and how long the queue is")
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
@@ -225,18 +234,22 @@ class Generation(commands.Cog):
             if not active:
                 raise NotFound("you have no job waiting or running")
             job = active[0].id
+        job = checked_job_id(job)
         await self.service.cancel(job, by=owner)
-        await interaction.response.send_message(f"Cancelling `{job}`.", ephemeral=True)
+        await interaction.response.send_message(f"Cancelling {code(job, 80)}.", ephemeral=True)
 
     @app_commands.command(name="show", description="Post a result again, with its parameters")
     @app_commands.describe(job="The job id")
     async def show(self, interaction: discord.Interaction[Any], job: str) -> None:
-        """/show."""
-        record = await self.service.store.get(job)
+        """/show: reposting never pings the requester, and keeps age-restricted results where they belong."""
+        record = await self.service.store.get(checked_job_id(job))
         if record is None:
-            raise NotFound(f"there is no job `{job}`")
+            raise NotFound(f"there is no job {job.strip()}")
         if record.result is None:
-            raise BadRequest(f"job `{job}` has no result ({record.status.value})")
+            raise BadRequest(f"job {record.id} has no result ({record.status.value})")
+        hidden = self.requests.check_repost(record, interaction)
+        self.requests.limits.take(interaction.user.id, interaction.guild_id)
+        guild = await self.requests.guild(interaction.guild_id)
         content = result_text(
             record.job.request,
             seed=record.result.seeds[0],
@@ -244,8 +257,9 @@ class Generation(commands.Cog):
             user_id=int(record.reply_to.get("user_id", interaction.user.id)),
             command=self.service.command_line(record.job.request),
         )
-        path = record.result.primary.path
-        await interaction.response.send_message(content, file=await result_file(path))
+        spoiler = hidden or self.requests.spoiler(interaction.channel, guild)
+        file = await result_file(record.result.primary.path, spoiler=spoiler)
+        await interaction.response.send_message(content, file=file)
 
     @app_commands.command()
     async def info(self, interaction: discord.Interaction[Any]) -> None:
@@ -418,11 +432,15 @@ def _models(models: dict[str, str]) -> str:
 
 async def reply_error(interaction: discord.Interaction[Any], message: str) -> None:
     """An ephemeral error, whether or not the interaction was answered already."""
-    text = f"❌ {escape(clip(message, 1000))}"
+    text = error_text(message)
     if interaction.response.is_done():
         await interaction.followup.send(text, ephemeral=True)
     else:
         await interaction.response.send_message(text, ephemeral=True)
+
+
+async def _read(path: Path) -> bytes:
+    return await asyncio.to_thread(path.read_bytes)
 
 
 def _caption_bytes(data: bytes, top: str, bottom: str, budget: int) -> render.Encoded:

@@ -7,6 +7,7 @@ request is an ephemeral message that loses nothing.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from typing import Any
 
@@ -17,15 +18,37 @@ from bot.discord._text import prompt_line
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord
-from generators.errors import Forbidden
+from generators.errors import BadRequest, Forbidden, NotFound
 from generators.requests import GenerationRequest
 
 PLATFORM = "discord"
+#: What a job id can look like (``secrets.token_urlsafe``), with room for older and longer ones.
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 def owner_of(user: discord.abc.User) -> str:
     """The job owner id of a Discord user (fairness and caps are per owner)."""
     return f"{PLATFORM}:{user.id}"
+
+
+def checked_job_id(typed: str) -> str:
+    """A typed job id, or NotFound for anything that cannot be one (without echoing it back)."""
+    job = typed.strip()
+    if not JOB_ID.fullmatch(job):
+        raise NotFound("there is no job with that id; /queue lists yours")
+    return job
+
+
+def is_moderator(interaction: discord.Interaction[Any]) -> bool:
+    """Manage Messages or Manage Server where the interaction happened (nobody is, in DMs)."""
+    permissions = interaction.permissions
+    return bool(permissions.manage_messages or permissions.manage_guild)
+
+
+def made_age_restricted(record: JobRecord) -> bool:
+    """Whether a result was made under age-restricted rules; unknown (older jobs, other platforms):
+    assume it was, so it is never shown unhidden where it may not belong."""
+    return bool(record.reply_to.get("age_restricted", True))
 
 
 def age_restricted(channel: Any) -> bool:
@@ -87,6 +110,27 @@ class Requests:
         self.limits.take(user.id, guild_id)
         return self.moderation.with_negative_prefix(request)
 
+    def check_captions(self, top: str, bottom: str, *, channel: Any, guild: GuildSettings) -> None:
+        """/meme's captions: the length cap, the ban list and the NSFW rule that prompts' captions get."""
+        limit = self.service.limits.max_caption_chars
+        if max(len(top), len(bottom)) > limit:
+            raise BadRequest(f"a caption may be at most {limit} characters")
+        text = f"{top} {bottom}"
+        self.moderation.check_text(text, guild)
+        self.moderation.check_nsfw_text(text, guild, age_restricted=age_restricted(channel))
+
+    def check_repost(self, record: JobRecord, interaction: discord.Interaction[Any]) -> bool:
+        """Refuse to post someone else's age-restricted result for a member; True when the result
+        must be hidden behind a spoiler here (made under NSFW rules, shown in a safe channel)."""
+        restricted = made_age_restricted(record)
+        mine = record.job.owner == owner_of(interaction.user)
+        if restricted and not (mine or is_moderator(interaction)):
+            raise Forbidden(
+                "that result was made in an age-restricted channel: only the person who asked for it "
+                "or a moderator can post it again"
+            )
+        return restricted and not age_restricted(interaction.channel)
+
     def spoiler(self, channel: Any, guild: GuildSettings) -> bool:
         """Whether results posted in ``channel`` are hidden behind a spoiler."""
         return guild.spoiler or (self.config.spoiler_outside_nsfw and not age_restricted(channel))
@@ -107,6 +151,7 @@ class Requests:
             "user_id": str(interaction.user.id),
             "created": time.time(),
             "spoiler": self.spoiler(interaction.channel, guild),
+            "age_restricted": age_restricted(interaction.channel),
         }
         return await self.service.submit(
             request,
@@ -129,6 +174,7 @@ class Requests:
             "user_id": str(message.author.id),
             "created": time.time(),
             "spoiler": self.spoiler(message.channel, guild),
+            "age_restricted": age_restricted(message.channel),
         }
         limit = message.guild.filesize_limit if message.guild is not None else None
         return await self.service.submit(

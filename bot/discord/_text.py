@@ -69,6 +69,11 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def error_text(message: str) -> str:
+    """A refusal or error, which may quote what the user typed, as one short line."""
+    return clip(f"❌ {escape(clip(message, 900))}", DISCORD_LIMIT)
+
+
 def escape(text: str) -> str:
     """User text as plain text on one line: markdown characters escaped, mentions broken."""
     one_line = " ".join(text.split())

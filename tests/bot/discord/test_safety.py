@@ -5,14 +5,17 @@ Hostile inputs as a member would type them, against the fake Discord.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from generators.pipelines import DiffusersBackend
-from tests.bot.discord.test_bot import delivered, discord_env, has_file, imagine, job_id_of
-from tests.fakes.discord import FakeDiscord, RestCall
+from tests.bot.discord.test_bot import delivered, discord_env, has_file, imagine, job_id_of, newest_job
+from tests.fakes.discord import FakeDiscord, FakeMessage, RestCall
 
 HOSTILE = "@everyone @here <@&{role}> hi"
 MASKED = "[Free Nitro](https://example.com/nitro) cat"
@@ -69,12 +72,12 @@ async def test_a_masked_link_in_a_prompt_is_not_a_link(
         fake.assert_clean()
 
 
-async def test_meme_channel_replies_ping_nobody(
+async def test_meme_channel_replies_and_the_hall_of_fame_ping_nobody(
     tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
 ) -> None:
-    memes = fake.channel("memes")
+    memes, hall = fake.channel("memes"), fake.channel("general")
     role = fake.add_role("mods")
-    async with discord_env(tiny_backend, tmp_path, fake):
+    async with discord_env(tiny_backend, tmp_path, fake, hall_of_fame_channel=hall.id, hall_of_fame_stars=1):
         prompt = f"!imagine {HOSTILE.format(role=role.id)} {MASKED} --n 1"
         await fake.post_user_message(memes, prompt, author=fake.alice)
         result = await fake.wait_for(
@@ -84,6 +87,12 @@ async def test_meme_channel_replies_ping_nobody(
             timeout=60,
         )
         assert_inert(result.content)
+        await fake.add_reaction(memes, result, "⭐", fake.bob)
+        famous = await fake.wait_for(
+            lambda: next((m for m in fake.messages_in(hall) if m.attachments), None), timeout=10
+        )
+        assert_inert(famous.content)
+        assert not famous.attachments[0].filename.startswith("SPOILER_")  # made in a safe channel
         refused = "!imagine @everyone --sed 3"
         await fake.post_user_message(memes, refused, author=fake.alice)
         error = await fake.wait_for(
@@ -133,4 +142,133 @@ async def test_a_meme_channel_job_that_waited_long_pings_its_author_in_a_reply(
         )
         assert ping.message_reference is not None
         assert_pings_at_most(fake, fake.alice.id)
+        fake.assert_clean()
+
+
+MANAGE_MESSAGES = 1 << 13
+
+
+async def answer(fake: FakeDiscord, name: str, options: dict[str, Any], **where: Any) -> FakeMessage:
+    """The bot's answer to a command: an ephemeral refusal, or the message it posts."""
+    ix = await fake.slash_command(name, options, **where)
+    return await ix.wait_original(lambda m: m.ephemeral or has_file(m), timeout=30)
+
+
+async def test_someone_elses_age_restricted_result_stays_there(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    moderator = fake.add_user("mod", roles=[fake.add_role("mods", permissions=MANAGE_MESSAGES)])
+    nsfw = fake.channel("nsfw").id
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        made_there = job_id_of(await imagine(env, {"prompt": "a cat", "n": 1}, channel_id=nsfw))
+        made_here = job_id_of(await imagine(env, {"prompt": "a dog", "n": 1}))
+        for name, options in (("show", {"job": made_there}), ("meme", {"job": made_there, "top": "hi"})):
+            refused = await answer(fake, name, options, user=fake.bob)
+            assert refused.ephemeral and "age-restricted" in refused.content and not refused.attachments
+            for user in (moderator, fake.alice):  # a moderator, or the requester: hidden here
+                shown = await answer(fake, name, options, user=user)
+                assert not shown.ephemeral and shown.attachments[0].filename.startswith("SPOILER_")
+            in_nsfw = await answer(fake, name, options, user=moderator, channel_id=nsfw)
+            assert not in_nsfw.attachments[0].filename.startswith("SPOILER_")
+        other = await answer(fake, "show", {"job": made_here}, user=fake.bob)  # made in a safe channel
+        assert not other.attachments[0].filename.startswith("SPOILER_")
+        assert f"<@{fake.alice.id}>" in other.content  # credited...
+        assert_pings_at_most(fake)  # ...but never pinged
+        fake.assert_clean()
+
+
+async def test_meme_captions_follow_the_prompt_rules(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    upload = fake.store_attachment("photo.png", png())
+    async with discord_env(tiny_backend, tmp_path, fake, ban_words=("badword",)) as env:
+        for caption, why in (
+            ("x" * 6000, "at most 120 characters"),
+            ("nudes", "age-restricted"),
+            ("ｎｕｄｅ", "age-restricted"),
+            ("bad\u200bword", "not allowed here"),
+        ):
+            refused = await answer(fake, "meme", {"image": upload, "top": caption})
+            assert refused.ephemeral and why in refused.content and len(refused.content) < 300
+        allowed = await answer(
+            fake, "meme", {"image": upload, "top": "nudes"}, channel_id=fake.channel("nsfw").id
+        )
+        assert allowed.attachments
+        assert await env.service.store.stats() == {}
+        fake.assert_clean()
+
+
+async def test_meme_and_show_count_against_the_rate_limit(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    upload = fake.store_attachment("photo.png", png())
+    async with discord_env(tiny_backend, tmp_path, fake, user_rate=2) as env:
+        job = job_id_of(await imagine(env, {"prompt": "a cat", "n": 1}))
+        assert (await answer(fake, "show", {"job": job})).attachments
+        assert "asking too fast" in (await answer(fake, "show", {"job": job})).content
+        for _ in range(2):
+            assert (await answer(fake, "meme", {"image": upload, "top": "hi"}, user=fake.bob)).attachments
+        refused = await answer(fake, "meme", {"image": upload, "top": "hi"}, user=fake.bob)
+        assert refused.ephemeral and "asking too fast" in refused.content
+        fake.assert_clean()
+
+
+async def test_a_6000_character_job_id_gets_a_short_refusal(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    huge = "@everyone" + "x" * 5991
+    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False):
+        for name, options in (
+            ("cancel", {"job": huge}),
+            ("show", {"job": huge}),
+            ("meme", {"job": huge, "top": "hi"}),
+            ("show", {"job": "y" * 64}),  # could be an id: "no such job", still short
+        ):
+            refused = await answer(fake, name, options)
+            assert refused.ephemeral and "no job" in refused.content and len(refused.content) < 200
+            assert_inert(refused.content)
+        fake.assert_clean()
+
+
+async def test_an_expired_token_falls_back_to_a_post_that_pings_only_the_requester(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False) as env:
+        ix = await fake.slash_command("imagine", {"prompt": "@here a slow cat", "n": 1})
+        await ix.acknowledgement()
+        record = await newest_job(env.service)
+        await env.service.store.update_reply_to(record.id, {"created": 0})  # as if 15 minutes went by
+        ix.expire()
+        env.service.worker.start()
+        general = fake.channel("general")
+        posted = await fake.wait_for(
+            lambda: next((m for m in fake.messages_in(general) if m.attachments and not m.webhook_id), None),
+            timeout=60,
+        )
+        assert [u.id for u in posted.mentions] == [fake.alice.id] and "@here" not in posted.content
+        await delivered(env.service, record.id)
+        assert_pings_at_most(fake, fake.alice.id)
+        assert not ix.followups  # the post itself was the ping
+        fake.assert_clean()
+
+
+def png() -> bytes:
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 90, 200)).save(picture, "PNG")
+    return picture.getvalue()
+
+
+async def test_an_age_restricted_result_is_hidden_in_a_safe_hall_of_fame(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    nsfw, hall = fake.channel("nsfw"), fake.channel("general")
+    async with discord_env(
+        tiny_backend, tmp_path, fake, hall_of_fame_channel=hall.id, hall_of_fame_stars=1
+    ) as env:
+        result = await imagine(env, {"prompt": "a cat", "n": 1}, channel_id=nsfw.id)
+        await fake.add_reaction(nsfw, result, "⭐", fake.bob)
+        famous = await fake.wait_for(
+            lambda: next((m for m in fake.messages_in(hall) if m.attachments), None), timeout=10
+        )
+        assert famous.attachments[0].filename.startswith("SPOILER_")
         fake.assert_clean()
