@@ -102,6 +102,10 @@ class WebConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     public_url: str = Field("http://127.0.0.1:8080", description="Base of the links the bot posts.")
+    idle_timeout_s: float = Field(
+        15.0, gt=0, description="An idle keep-alive connection, or one still sending its headers, is closed."
+    )
+    body_timeout_s: float = Field(10.0, ge=0, description="Longest wait for a request body the server skips.")
 
 
 class RedditConfig(Section):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.jobs import JobService
 from bot.metrics import Metrics
@@ -42,6 +43,27 @@ _PAGE_CACHE = "no-cache"
 # The page needs nothing but its own files and inline style; a prompt that slipped past escaping could
 # still not run a script.
 _PAGE_POLICY = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'"
+
+# Header limits (aiohttp's defaults, stated): a longer request line or header is answered 400.
+_MAX_LINE = 8190
+_MAX_FIELD = 8190
+
+
+def _quiet_bad_requests(record: logging.LogRecord) -> bool:
+    """A malformed request (internet noise, scanners) is one INFO line, not an ERROR with a traceback."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError) and error.code < 500:
+        reason = (str(error.message).splitlines() or [type(error).__name__])[0][:120]
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg, record.args = "bad request from %s answered %d: %s", (remote, error.code, reason)
+        record.exc_info = record.exc_text = None
+    return True
+
+
+#: aiohttp's own server log (connections, malformed requests, handler crashes).
+HTTP_LOG = logging.getLogger(f"{__name__}.http")
+HTTP_LOG.addFilter(_quiet_bad_requests)
 
 #: Adds routes or state to the app (e.g. ``/metrics``); called before the catch-all result routes.
 AppSetup = Callable[[web.Application], None]
@@ -100,7 +122,15 @@ async def running(
         limits=service.limits,
         setup=(functools.partial(add_metrics, metrics=metrics), *setup),
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        logger=HTTP_LOG,
+        keepalive_timeout=settings.web.idle_timeout_s,  # also bounds the wait for a request's headers
+        lingering_time=settings.web.body_timeout_s,
+        max_line_size=_MAX_LINE,
+        max_field_size=_MAX_FIELD,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.web.host, settings.web.port).start()

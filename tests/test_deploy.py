@@ -70,6 +70,7 @@ def test_the_compose_config_is_valid_and_points_at_the_compose_services() -> Non
     assert settings.queue.backend == "redis"
     assert urlsplit(settings.queue.redis_url).hostname in compose()["services"]
     bot = compose()["services"]["bot"]
-    assert f"{settings.web.port}:{settings.web.port}" in bot["ports"]
+    # Published on the host's loopback only: a reverse proxy serves the pages, /metrics stays private.
+    assert bot["ports"] == [f"127.0.0.1:{settings.web.port}:{settings.web.port}"]
     assert settings.web.enabled and settings.web.host == "0.0.0.0"  # inside the container
     assert f"127.0.0.1:{settings.web.port}/healthz" in " ".join(bot["healthcheck"]["test"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -186,3 +188,57 @@ def test_a_clip_page_shows_a_video() -> None:
     assert '<video src="https://x.example/job/clip.mp4"' in html
     assert '<meta property="og:video:type" content="video/mp4">' in html
     assert "og:image" not in html
+
+
+async def exchange(server: web.WebServer, raw: bytes) -> bytes:
+    """Send ``raw`` on a fresh connection and read until the server closes it."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+
+
+MALFORMED = [
+    b"GARBAGE\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: a\r\nNo colon here\r\n\r\n",
+    b"GET /\xff\xfe\x80 HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: a\r\nX-Huge: " + b"a" * 20_000 + b"\r\n\r\n",
+    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /x HTTP/9.9\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize(
+    "raw", MALFORMED, ids=["line", "header", "utf8", "huge-header", "huge-path", "version"]
+)
+async def test_a_malformed_request_is_answered_400_and_logged_as_one_quiet_line(
+    raw: bytes, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(web=WebConfig(enabled=True, port=0))
+    async with open_service([], tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
+        async with web.running(settings, service) as server:
+            answer = await exchange(server, raw)
+    assert answer.startswith(b"HTTP/1.") and answer.split(b" ")[1] == b"400", answer[:80]
+    lines = [r for r in caplog.records if r.name == web.HTTP_LOG.name and r.levelno >= logging.INFO]
+    assert len(lines) <= 1  # a request that is not HTTP at all is only a DEBUG line
+    for line in lines:
+        assert line.levelno < logging.ERROR and line.exc_info is None
+        assert "\n" not in line.getMessage() and line.getMessage().startswith("bad request from 127.0.0.1")
+
+
+async def test_idle_and_half_sent_connections_are_closed(tmp_path: Path) -> None:
+    settings = Settings(web=WebConfig(enabled=True, port=0, idle_timeout_s=0.2))
+    async with open_service([], tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
+        async with web.running(settings, service) as server:
+            assert await exchange(server, b"") == b""  # connected, said nothing
+            assert await exchange(server, b"GET /healthz HTTP/1.1\r\nHo") == b""  # headers never end
+            answer = await exchange(server, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200")  # answered, then closed once idle
+
+
+def test_the_timeouts_have_defaults() -> None:
+    config = WebConfig()
+    assert (config.idle_timeout_s, config.body_timeout_s) == (15.0, 10.0)
