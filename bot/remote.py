@@ -191,7 +191,7 @@ class RemoteWorker:
         for its worker).
         """
         keys = self.keys
-        model = job.request.model or self._catalog.resolve(job.request).model or ""
+        model = self._catalog.model_for(job.request).name
         try:
             if not force:
                 await self._check_served(model)
