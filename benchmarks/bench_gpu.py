@@ -39,11 +39,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generators.config import LimitsConfig, RenderConfig, WorkerConfig
-from generators.pipelines.backend import BatchSpec
 from generators.pipelines.random_turbo import backend_for, build_pipeline, tiny_vae
 from generators.pool import ModelPool
 from generators.queue import InProcessQueue
-from generators.requests import TERMINAL, Finished, GenerationRequest, Job
+from generators.requests import TERMINAL, BatchSpec, Finished, GenerationRequest, Job
 from generators.results import render_job
 from generators.worker import GenerationWorker
 

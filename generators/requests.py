@@ -135,6 +135,24 @@ class GenerationResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One image (or clip) of a batch: its own prompt and its own seeded generator."""
+
+    prompt: str
+    negative: str
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSpec:
+    """What every slot of one pipeline call shares."""
+
+    width: int
+    height: int
+    steps: int
+
+
 # Progress events: small values an adapter turns into message edits at a bounded rate.
 
 

@@ -9,8 +9,7 @@ from PIL import Image
 
 from generators import render
 from generators.config import RenderConfig
-from generators.pipelines.backend import BatchSpec
-from generators.requests import GenerationResult, Job, Kind, MediaFile
+from generators.requests import BatchSpec, GenerationResult, Job, Kind, MediaFile
 
 
 def render_job(

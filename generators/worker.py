@@ -26,10 +26,11 @@ from generators.config import LimitsConfig, RenderConfig, WorkerConfig
 from generators.errors import ModelLoadError
 from generators.grammar import format_request, size_for
 from generators.models import ModelInfo
-from generators.pipelines.backend import Backend, BatchSpec, Slot, png_bytes
+from generators.pipelines.backend import Backend, png_bytes
 from generators.pool import ModelPool
 from generators.queue import JobQueue
 from generators.requests import (
+    BatchSpec,
     Cancelled,
     Failed,
     Finished,
@@ -38,6 +39,7 @@ from generators.requests import (
     Preview,
     Progress,
     Queued,
+    Slot,
     Started,
     Step,
 )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from PIL import Image
 
 from generators.models import ModelInfo
-from generators.requests import Kind
+from generators.requests import BatchSpec, Kind, Slot
 
 #: Called after each denoising step with (steps done, total steps, latents); raising stops the run.
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -31,24 +30,6 @@ _LATENT_RGB = torch.tensor(
         [-0.2120, -0.2616, -0.7177],
     ]
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """One image (or clip) of a batch: its own prompt and its own seeded generator."""
-
-    prompt: str
-    negative: str
-    seed: int
-
-
-@dataclass(frozen=True, slots=True)
-class BatchSpec:
-    """What every slot of one pipeline call shares."""
-
-    width: int
-    height: int
-    steps: int
 
 
 class Backend(Protocol):

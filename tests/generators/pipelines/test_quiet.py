@@ -8,8 +8,8 @@ import pytest
 
 from generators.config import ModelConfig
 from generators.pipelines import load_backend
-from generators.pipelines.backend import BatchSpec, Slot
 from generators.pipelines.quiet import UNACTIONABLE
+from generators.requests import BatchSpec, Slot
 from tests.helpers import TEST_SIZE
 
 
