@@ -109,6 +109,7 @@ class MemeBot(commands.Bot):
         if action is Action.DELETE:
             if not (mine or moderator):
                 raise Forbidden("only the person who asked, or a moderator, can delete this")
+            await self.service.delete(record.id)  # the file and its page go too
             await interaction.response.send_message("Deleted.", ephemeral=True)
             if interaction.message is not None:
                 await interaction.message.delete()

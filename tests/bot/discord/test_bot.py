@@ -177,8 +177,13 @@ async def test_delete_is_for_the_requester_or_a_moderator(
         refused = await fake.click(message, f"mb:del:{job_id}", user=fake.bob)
         assert "only the person who asked" in (await refused.wait_original(lambda m: True)).content
         assert not message.deleted
+        record = await env.service.store.get(job_id)
+        assert record is not None and record.result is not None and record.result.primary.path.exists()
         await fake.click(message, f"mb:del:{job_id}", user=fake.alice)
         await fake.wait_for(lambda: message.deleted, timeout=10)
+        assert await env.service.store.get(job_id) is None  # its page answers 410 from now on
+        assert await env.service.store.was_deleted(job_id)
+        assert not record.result.primary.path.exists()
         fake.assert_clean()
 
 
