@@ -125,7 +125,7 @@ class JobService:
         if request.model is None and default_model is not None and default_model in catalog:
             if catalog.get(default_model).kind is request.kind:
                 request = dataclasses.replace(request, model=default_model)
-        return catalog.resolve(request)
+        return catalog.resolve(request, max_side=limits.max_side)
 
     def command_line(self, request: GenerationRequest) -> str:
         """The re-typeable command for a request."""
@@ -141,7 +141,7 @@ class JobService:
         budget_bytes: int | None = None,
     ) -> JobRecord:
         """Check room, write the job, then queue it; refusals raise before anything is written."""
-        request = self.catalog.resolve(request)
+        request = self.catalog.resolve(request, max_side=self.limits.max_side)
         if request.seed is None:
             request = dataclasses.replace(request, seed=secrets.randbelow(2**32))
         job = Job(new_job_id(), owner, request, budget_bytes or self.budget_bytes)
