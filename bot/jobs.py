@@ -188,6 +188,27 @@ class JobService:
             raise BadRequest(f"job {job_id} is already {record.status.value}")
         return record
 
+    async def mark_delivered(self, job_id: str, ref: str) -> bool:
+        """Record that the platform has the result (``ref``: its message or comment id).
+
+        False when it was already marked (another process delivered it, or a restart did): adapters
+        are the ones who post, the job service the one that records.
+        """
+        return await self._mark(job_id, JobStatus.DELIVERED, ref=ref)
+
+    async def mark_undeliverable(self, job_id: str, reason: str) -> bool:
+        """Record that the platform will never take the result, and why; False when already marked."""
+        return await self._mark(job_id, JobStatus.UNDELIVERABLE, reason=reason)
+
+    async def _mark(
+        self, job_id: str, status: JobStatus, *, ref: str | None = None, reason: str | None = None
+    ) -> bool:
+        try:
+            await self.store.transition(job_id, status, delivery_ref=ref, error=reason)
+        except InvalidTransition:
+            return False
+        return True
+
     async def delete(self, job_id: str, *, by: str | None = None) -> JobRecord:
         """Delete an ended job's files and record: its page then answers 410 Gone.
 

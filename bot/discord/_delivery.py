@@ -24,7 +24,7 @@ from bot.discord._buttons import cancel_view, result_view
 from bot.discord._text import DISCORD_LIMIT, clip, progress_text, result_text
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
-from bot.store import InvalidTransition, JobRecord, JobStatus
+from bot.store import JobRecord, JobStatus
 from generators.requests import TERMINAL, Cancelled, Failed, Preview, Progress
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,10 @@ class Delivery:
             message, pinged = await self._post_final(record)
         except (discord.HTTPException, Undeliverable) as error:
             log.warning("job %s could not be delivered: %s", record.id, error, extra={"job_id": record.id})
-            with contextlib.suppress(InvalidTransition):
-                await self.service.store.transition(record.id, JobStatus.UNDELIVERABLE, error=str(error))
+            await self.service.mark_undeliverable(record.id, str(error))
             return
-        with contextlib.suppress(InvalidTransition):  # another process may have delivered it
-            await self.service.store.transition(record.id, JobStatus.DELIVERED, delivery_ref=str(message.id))
+        # False when another process delivered it first: nothing more to do either way.
+        await self.service.mark_delivered(record.id, str(message.id))
         if not pinged and self._waited_long(record):
             with contextlib.suppress(discord.HTTPException):
                 await self._notify(record)

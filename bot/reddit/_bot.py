@@ -9,7 +9,6 @@ refusals are sent, and replies that may have landed are looked for before postin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -27,7 +26,7 @@ from bot.reddit._replies import InFlight, Replier
 from bot.reddit._retry import Throttle, backoff, judge
 from bot.reddit._text import message_reply, result_reply
 from bot.settings import RedditConfig
-from bot.store import FINISHED, InvalidTransition, JobRecord, JobStatus
+from bot.store import FINISHED, JobRecord, JobStatus
 from bot.web import page_url
 from generators.errors import UserError
 from generators.requests import TERMINAL, GenerationRequest, Progress
@@ -222,10 +221,7 @@ class RedditBot:
                 record.reply_to,
                 extra={"job_id": job_id},
             )
-            with contextlib.suppress(InvalidTransition):
-                await self.service.store.transition(
-                    job_id, JobStatus.UNDELIVERABLE, error="no comment to answer"
-                )
+            await self.service.mark_undeliverable(job_id, "no comment to answer")
             return
         async with self.ledger.holding(fullname):
             entry = await self.ledger.get(fullname)
@@ -264,13 +260,11 @@ class RedditBot:
         )
 
     async def _mark_job(self, record: JobRecord, entry: Entry) -> None:
-        with contextlib.suppress(InvalidTransition):  # already marked (a restart, a second event)
-            if entry.state is State.REPLIED:
-                await self.service.store.transition(
-                    record.id, JobStatus.DELIVERED, delivery_ref=entry.reply_id
-                )
-            elif entry.state is State.UNDELIVERABLE:
-                await self.service.store.transition(record.id, JobStatus.UNDELIVERABLE, error=entry.reason)
+        # Already marked (a restart, a second event) is fine: the marks return False then.
+        if entry.state is State.REPLIED and entry.reply_id is not None:
+            await self.service.mark_delivered(record.id, entry.reply_id)
+        elif entry.state is State.UNDELIVERABLE:
+            await self.service.mark_undeliverable(record.id, entry.reason or "Reddit refused the reply")
 
     async def _deliver_refusal(self, fullname: str) -> None:
         async with self.ledger.holding(fullname):

@@ -117,3 +117,23 @@ async def test_a_platform_subscriber_hears_its_jobs_only_after_the_store(
         stored = await service.store.get(mine.job.id)
         assert stored is not None and stored.status is JobStatus.DONE  # written before the handler heard
         assert other.job.id not in {job_id for job_id, _ in heard}
+
+
+async def test_deliveries_are_recorded_through_the_service_once(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path) as service:
+        first = await service.submit(service.parse("a cat --n 1"), owner="u", platform="cli", reply_to={})
+        watch_first = service.watch(first.id)
+        second = await service.submit(service.parse("a dog --n 1"), owner="v", platform="cli", reply_to={})
+        watch_second = service.watch(second.id)
+        for watch in (watch_first, watch_second):
+            assert isinstance([event async for event in watch][-1], Finished)
+        assert await service.mark_delivered(first.id, "message-1")
+        assert not await service.mark_delivered(first.id, "message-2")  # a second post is not recorded
+        assert not await service.mark_undeliverable(first.id, "too late")
+        assert await service.mark_undeliverable(second.id, "the channel is gone")
+        done = await service.store.get(first.id)
+        gone = await service.store.get(second.id)
+    assert done is not None and (done.status, done.delivery_ref) == (JobStatus.DELIVERED, "message-1")
+    assert gone is not None and (gone.status, gone.error) == (JobStatus.UNDELIVERABLE, "the channel is gone")
