@@ -26,6 +26,7 @@ from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord, JobStatus
 from generators.requests import TERMINAL, Cancelled, Failed, Preview, Progress
+from generators.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,7 @@ class _Tracked:
 
     latest: Progress | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
     preview: Preview | None = None
-    delivering: bool = False  # posting the final state: let it finish on shutdown
 
 
 class Delivery:
@@ -56,19 +55,20 @@ class Delivery:
         self.service = service
         self.config = config
         self._tracked: dict[str, _Tracked] = {}
-        self._closed = False
+        self._tasks = TaskSupervisor("discord-job")
 
     def on_event(self, job_id: str, event: Progress) -> None:
         """The job service's handler for Discord jobs: remember the event, wake the job's task."""
-        if self._closed:
+        if self._tasks.closed:
             return  # stopping: the store has the job's state, and the next start delivers it
-        tracked = self._tracked.setdefault(job_id, _Tracked())
+        tracked = self._tracked.get(job_id)
+        if tracked is None:
+            tracked = self._tracked[job_id] = _Tracked()
+            self._tasks.spawn(job_id, self._follow(job_id, tracked))
         tracked.latest = event
         if isinstance(event, Preview):
             tracked.preview = event  # kept until shown, even if steps overtake it
         tracked.changed.set()
-        if tracked.task is None:
-            tracked.task = asyncio.create_task(self._follow(job_id, tracked), name=f"discord-job-{job_id}")
 
     async def resume(self) -> None:
         """After a restart: deliver what finished while nobody was listening."""
@@ -79,14 +79,7 @@ class Delivery:
     async def close(self, grace: float = 10.0) -> None:
         """Let final posts in flight finish (a post without its DELIVERED mark would be repeated
         after a restart); stop following the rest, whose state is in the store for the next start."""
-        self._closed = True
-        finishing = [t.task for t in self._tracked.values() if t.task is not None and t.delivering]
-        waiting = [t.task for t in self._tracked.values() if t.task is not None and not t.delivering]
-        for task in waiting:
-            task.cancel()
-        if finishing:
-            await asyncio.wait(finishing, timeout=grace)
-        await asyncio.gather(*waiting, *finishing, return_exceptions=True)
+        await self._tasks.close(grace)
 
     async def _follow(self, job_id: str, tracked: _Tracked) -> None:
         await self.client.wait_until_ready()
@@ -98,10 +91,10 @@ class Delivery:
                 if event is None:
                     continue
                 if isinstance(event, TERMINAL):
-                    tracked.delivering = True
-                    record = await self.service.store.get(job_id)
-                    if record is not None:
-                        await self._deliver(record)
+                    with self._tasks.finishing():
+                        record = await self.service.store.get(job_id)
+                        if record is not None:
+                            await self._deliver(record)
                     return
                 preview, tracked.preview = tracked.preview, None
                 await self._show_progress(job_id, event, preview)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import asyncpraw
 from asyncpraw.models import Comment, Message
@@ -22,7 +21,7 @@ from bot.reddit._intake import Item, command_of, names, screen
 from bot.reddit._ledger import Entry, Ledger, State
 from bot.reddit._limits import Limits
 from bot.reddit._posts import ImagePoster
-from bot.reddit._replies import InFlight, Replier
+from bot.reddit._replies import Replier
 from bot.reddit._retry import Throttle, backoff, judge
 from bot.reddit._text import message_reply, result_reply
 from bot.settings import RedditConfig
@@ -30,6 +29,7 @@ from bot.store import FINISHED, JobRecord, JobStatus
 from bot.web import page_url
 from generators.errors import UserError
 from generators.requests import TERMINAL, GenerationRequest, Progress
+from generators.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,20 @@ class RedditBot:
         self.ledger = Ledger(service.store)
         self.limits = Limits(config)
         self.throttle = Throttle()
-        self.in_flight = InFlight()
+        self.tasks = TaskSupervisor("reddit")
         self.replier = Replier(
-            reddit, self.ledger, self.throttle, config, username=username, in_flight=self.in_flight
+            reddit, self.ledger, self.throttle, config, username=username, tasks=self.tasks
         )
-        self.poster = ImagePoster(reddit, self.ledger, self.throttle, config, in_flight=self.in_flight)
+        self.poster = ImagePoster(reddit, self.ledger, self.throttle, config, tasks=self.tasks)
         self._clock = clock
         self._poll_lock = asyncio.Lock()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._closed = False
 
     # -- life -------------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Hear this platform's job events (before ``service.recover()``) and finish a previous run's work."""
         self.service.subscribe(PLATFORM, self.on_event)
-        self._spawn("recovery", self._recover())
+        self.tasks.spawn("recovery", self._recover())
 
     async def run(self) -> None:
         """Poll every ``poll_interval_s`` until cancelled; a Reddit outage slows the loop, never ends it."""
@@ -97,22 +95,11 @@ class RedditBot:
 
     async def settle(self) -> None:
         """Wait until no delivery or recovery is running (tests; a clean shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.tasks.settle()
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop: writes in flight get ``grace_s`` to land and be recorded, the rest resume later."""
-        self._closed = True
-        tasks = list(self._tasks.values())
-        writing = [task for task in tasks if task in self.in_flight.tasks]
-        for task in tasks:
-            if task not in writing:
-                task.cancel()
-        if writing:
-            await asyncio.wait(writing, timeout=grace_s)
-        for task in writing:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.close(grace_s)
 
     # -- intake -----------------------------------------------------------------------------------
 
@@ -188,7 +175,7 @@ class RedditBot:
         if self.config.reply_to_refusals and self.limits.may_refuse(entry.author):
             log.info("refusing %s: %s", fullname, message)
             await self.ledger.put(fullname, entry.to(State.REFUSED, text=message))
-            self._spawn(f"item:{fullname}", self._deliver_refusal(fullname))
+            self.tasks.spawn(f"item:{fullname}", self._deliver_refusal(fullname))
         else:
             log.info("refusing %s without a word: %s", fullname, message)
             await self.ledger.put(fullname, entry.to(State.IGNORED, reason=f"refused: {message}"))
@@ -206,8 +193,8 @@ class RedditBot:
 
     def on_event(self, job_id: str, event: Progress) -> None:
         """The job service's handler for Reddit jobs: a job that ended is answered."""
-        if not self._closed and isinstance(event, TERMINAL):
-            self._spawn(f"job:{job_id}", self._deliver_job(job_id))
+        if isinstance(event, TERMINAL):
+            self.tasks.spawn(f"job:{job_id}", self._deliver_job(job_id))
 
     async def _deliver_job(self, job_id: str) -> None:
         record = await self.service.store.get(job_id)
@@ -280,12 +267,12 @@ class RedditBot:
         """Finish what a previous run left: finished jobs, owed refusals, items without their job."""
         for record in await self.service.store.undelivered():
             if record.platform == PLATFORM:
-                self._spawn(f"job:{record.id}", self._deliver_job(record.id))
+                self.tasks.spawn(f"job:{record.id}", self._deliver_job(record.id))
         for fullname, entry in (await self.ledger.unfinished()).items():
             if entry.state is State.REFUSED:
-                self._spawn(f"item:{fullname}", self._deliver_refusal(fullname))
+                self.tasks.spawn(f"item:{fullname}", self._deliver_refusal(fullname))
             elif entry.state is State.ACCEPTED:
-                self._spawn(f"item:{fullname}", self._resubmit(fullname))
+                self.tasks.spawn(f"item:{fullname}", self._resubmit(fullname))
 
     async def _resubmit(self, fullname: str) -> None:
         """An item recorded but whose job was not (or was, just before the stop): submit it once."""
@@ -297,7 +284,7 @@ class RedditBot:
             if job is not None:
                 await self.ledger.put(fullname, entry.to(State.QUEUED, job_id=job.id))
                 if job.status in FINISHED:
-                    self._spawn(f"job:{job.id}", self._deliver_job(job.id))
+                    self.tasks.spawn(f"job:{job.id}", self._deliver_job(job.id))
                 return
             try:
                 request = self.service.parse(entry.command)
@@ -313,21 +300,6 @@ class RedditBot:
         return None
 
     # -- plumbing ---------------------------------------------------------------------------------
-
-    def _spawn(self, key: str, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` as a task unless the same work (``key``) is already running."""
-        if self._closed or key in self._tasks:
-            work.close()
-            return
-        task = asyncio.create_task(work, name=f"reddit-{key}")
-        self._tasks[key] = task
-        task.add_done_callback(lambda done: self._finished(key, done))
-
-    def _finished(self, key: str, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(key) is task:
-            del self._tasks[key]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("Reddit work %s failed", key, exc_info=task.exception())
 
     def _after_failure(self, doing: str, error: Exception, failures: int) -> float:
         """Log a failed call and return how long to wait; 429s and RATELIMITs hold the whole account."""

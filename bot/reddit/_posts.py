@@ -20,10 +20,10 @@ from asyncpraw.models import PostMedia
 from asyncprawcore.exceptions import RequestException, ResponseException
 
 from bot.reddit._ledger import Entry, Ledger
-from bot.reddit._replies import InFlight
 from bot.reddit._retry import Throttle, judge
 from bot.settings import RedditConfig
 from generators.requests import GenerationResult
+from generators.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,13 @@ class ImagePoster:
         throttle: Throttle,
         config: RedditConfig,
         *,
-        in_flight: InFlight,
+        tasks: TaskSupervisor,
     ) -> None:
         self.reddit = reddit
         self.ledger = ledger
         self.throttle = throttle
         self.config = config
-        self.in_flight = in_flight
+        self.tasks = tasks
 
     def wanted(self, result: GenerationResult) -> bool:
         """Whether this result gets an image post (configured, and an image rather than a video)."""
@@ -77,7 +77,7 @@ class ImagePoster:
         await self.throttle.wait()
         subreddit = await self.reddit.subreddit(str(self.config.image_post_subreddit))
         short = title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
-        with self.in_flight.writing():
+        with self.tasks.finishing():
             submission = await subreddit.submit(short, image=PostMedia(str(result.primary.path)))
         if submission is None:
             raise RuntimeError("Reddit did not say where the post is")

@@ -8,9 +8,7 @@ failures that can pass (429, 5xx, ``RATELIMIT``, lost connections) are retried u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 
 import asyncpraw
@@ -19,28 +17,9 @@ from asyncpraw.models import Comment
 from bot.reddit._ledger import Entry, Ledger, State
 from bot.reddit._retry import Throttle, judge
 from bot.settings import RedditConfig
+from generators.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
-
-
-class InFlight:
-    """The tasks in the middle of a write to Reddit: on shutdown they may finish and record it."""
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[object]] = set()
-
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[None]:
-        """Mark the current task as writing for the duration of the block."""
-        task = asyncio.current_task()
-        if task is None:
-            yield
-            return
-        self.tasks.add(task)
-        try:
-            yield
-        finally:
-            self.tasks.discard(task)
 
 
 class Replier:
@@ -54,14 +33,14 @@ class Replier:
         config: RedditConfig,
         *,
         username: str,
-        in_flight: InFlight,
+        tasks: TaskSupervisor,
     ) -> None:
         self.reddit = reddit
         self.ledger = ledger
         self.throttle = throttle
         self.config = config
         self.username = username
-        self.in_flight = in_flight
+        self.tasks = tasks
 
     async def send(self, fullname: str, entry: Entry, text: str) -> Entry:
         """Reply ``text`` unless a reply is known or found; the entry ends REPLIED or UNDELIVERABLE."""
@@ -101,7 +80,7 @@ class Replier:
                 return await self.ledger.put(fullname, entry.to(State.REPLIED, reply_id=found))
         entry = await self.ledger.put(fullname, replace(entry, attempts=entry.attempts + 1))
         comment = await self.reddit.comment(fullname.removeprefix("t1_"), fetch=False)
-        with self.in_flight.writing():
+        with self.tasks.finishing():
             reply = await comment.reply(text)
         if reply is None:  # asyncpraw returns None only when Reddit's answer has no comment in it
             raise RuntimeError(f"Reddit took the reply to {fullname} but sent no comment back")
