@@ -25,11 +25,6 @@ def job_context(job_id: str) -> Iterator[None]:
         _job_id.reset(token)
 
 
-def current_job() -> str | None:
-    """The job the running code is about, if any."""
-    return _job_id.get()
-
-
 class JobIdFilter(logging.Filter):
     """Sets ``record.job_id`` (None when the line is about no job)."""
 

@@ -12,6 +12,7 @@ bounds what it may take on a device slower than the cap assumed.
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import logging
 import time
@@ -50,6 +51,22 @@ log = logging.getLogger(__name__)
 OOM_REASON = "the GPU ran out of memory even for a single image: try a smaller --ar or fewer --steps"
 INTERNAL_REASON = "generation failed on our side; the error was logged for the admins"
 TIME_REASON = "it took longer than the {limit:g} s limit for one job: try fewer --n or --steps"
+
+
+class WorkerState(enum.Enum):
+    """Where the worker is in its life: RUNNING and TAKING alternate, then it only moves down the list."""
+
+    UNOPENED = 1  # built, not started
+    RUNNING = 2  # loading models at start, or a batch is loading, denoising or going to the encoder
+    TAKING = 3  # waiting in queue.take(), where cancelling loses nothing
+    CLOSING = 4  # stop() was called: the batch in hand may finish, no new one is taken
+    ABANDONED = 5  # the batch outlived its grace: the inference thread stops at its next step
+    CLOSED = 6  # threads released
+
+
+_STOPPING = (WorkerState.CLOSING, WorkerState.ABANDONED, WorkerState.CLOSED)
+#: A batch still running in these states is dropped at its next step (the store says RUNNING).
+_ABANDONING = (WorkerState.ABANDONED, WorkerState.CLOSED)
 
 
 class _Interrupted(Exception):
@@ -135,9 +152,7 @@ class GenerationWorker:
         self._stopped: set[str] = set()  # running jobs already told they are cancelled
         self._positions: dict[str, int] = {}
         self._busy_until: float = 0.0
-        self._closing = False
-        self._taking = False  # waiting in queue.take(), where cancelling loses nothing
-        self._abandon = False
+        self.state = WorkerState.UNOPENED
 
     async def __aenter__(self) -> GenerationWorker:
         self.start()
@@ -184,10 +199,6 @@ class GenerationWorker:
                 self._emit(job.id, Queued(position, None if eta is None else round(eta, 1)))
             estimate = self._estimate(job)
             eta = None if eta is None or estimate is None else eta + estimate
-
-    def is_running(self, job_id: str) -> bool:
-        """Whether the job is in the pipeline (or being encoded) now."""
-        return job_id in self._running
 
     @property
     def busy(self) -> int:
@@ -243,6 +254,7 @@ class GenerationWorker:
     def start(self) -> None:
         """Start draining the queue."""
         self._loop = asyncio.get_running_loop()
+        self.state = WorkerState.RUNNING
         self._task = asyncio.create_task(self._run(), name="memebot-worker")
 
     async def stop(self, grace: float = 30.0) -> None:
@@ -251,29 +263,30 @@ class GenerationWorker:
         A batch still running at the deadline is abandoned: its jobs stay RUNNING in the store, so the
         next start queues them again.
         """
-        self._closing = True
+        taking = self.state is WorkerState.TAKING
+        self.state = WorkerState.CLOSING
         if self._task is not None:
-            if self._taking:
+            if taking:
                 self._task.cancel()
             done, _ = await asyncio.wait([self._task], timeout=grace)
             if not done:
-                self._abandon = True  # the inference thread stops at its next step
+                self.state = WorkerState.ABANDONED
                 await asyncio.wait([self._task], timeout=grace)
         if self._renders:
             await asyncio.wait(self._renders, timeout=grace)
         self._gpu.shutdown(wait=False, cancel_futures=True)
         self._encoder.shutdown(wait=False, cancel_futures=True)
+        self.state = WorkerState.CLOSED
 
     async def _run(self) -> None:
         if self.config.load_models == "at_start":
             await self.loop.run_in_executor(self._gpu, self.models.load_all)
         max_images = self.config.max_batch if self.config.batching else 1
-        while not self._closing:
-            self._taking = True
-            try:
-                jobs = await self.queue.take(self.batch_key, self.images_of, max_images, self.ready)
-            finally:
-                self._taking = False
+        while self.state not in _STOPPING:
+            self.state = WorkerState.TAKING
+            jobs = await self.queue.take(self.batch_key, self.images_of, max_images, self.ready)
+            if self.state is WorkerState.TAKING:  # a stop() now cancels the batch at its first await
+                self.state = WorkerState.RUNNING
             for job in jobs:
                 self._running[job.id] = job
                 self._positions.pop(job.id, None)
@@ -317,7 +330,7 @@ class GenerationWorker:
     def _finish_batch(
         self, jobs: list[Job], plans: dict[str, Plan], outcomes: dict[_Item, _Outcome], elapsed: float
     ) -> None:
-        if self._abandon:
+        if self.state in _ABANDONING:
             return  # shutting down: the store still says RUNNING, so the next start runs them again
         for job in jobs:
             job_outcomes = [outcomes[_Item(job.id, slot)] for slot in plans[job.id].slots]
@@ -418,7 +431,7 @@ class GenerationWorker:
                 self._stopped.add(job_id)
                 self._threadsafe(job_id, Cancelled())
             live = {job_id: i for job_id, i in first_slots.items() if job_id not in self._stopped}
-            if self._abandon or not live:
+            if self.state in _ABANDONING or not live:
                 raise _Interrupted
             if deadline is not None and time.monotonic() > deadline:
                 raise _OutOfTime

@@ -31,7 +31,7 @@ from generators.requests import (
     Started,
     Step,
 )
-from generators.worker import INTERNAL_REASON, OOM_REASON, GenerationWorker
+from generators.worker import INTERNAL_REASON, OOM_REASON, GenerationWorker, WorkerState
 from tests.helpers import TEST_SIZE, collect
 
 
@@ -326,11 +326,30 @@ async def test_stop_finishes_the_running_job(
     worker.submit(job("running", steps=6))
     while not isinstance((await worker.events.get())[1], Step):
         pass
+    assert worker.state is WorkerState.RUNNING
     await worker.stop(grace=30)
+    assert worker.state is WorkerState.CLOSED
     remaining = []
     while not worker.events.empty():
         remaining.append(worker.events.get_nowait()[1])
     assert isinstance(remaining[-1], Finished)
+
+
+async def test_stop_abandons_a_batch_past_its_grace_and_tells_nobody(
+    tiny_backend: DiffusersBackend, make_worker: Callable[..., GenerationWorker]
+) -> None:
+    worker = make_worker(Recording(tiny_backend, step_delay=0.2))
+    worker.start()
+    worker.submit(job("long", steps=50))
+    while not isinstance((await worker.events.get())[1], Step):
+        pass
+    await worker.stop(grace=0.01)
+    assert worker.state is WorkerState.CLOSED
+    remaining = []
+    while not worker.events.empty():
+        remaining.append(worker.events.get_nowait()[1])
+    # The store still says RUNNING, so the next start runs it again: no terminal event now.
+    assert not any(isinstance(e, Finished | Cancelled | Failed) for e in remaining)
 
 
 async def test_a_clip_job_renders_every_frame(
