@@ -52,6 +52,23 @@ class ModelConfig(Section):
         description="Most work one job may ask for, in megapixel-steps (images x steps x width x height"
         " / 1024²; a clip counts its frames as images); the preset's when unset.",
     )
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Most steps a request may ask for; unset: the preset's, else 8 for a folder whose"
+        " scheduler is a few-step one (LCM, TCD), else 50.",
+    )
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile the UNet (CUDA graphs with reduce-overhead); warms up at load."
+    )
+    channels_last: bool = Field(False, description="Channels-last memory format for the UNet and VAE.")
+    fuse_qkv: bool = Field(False, description="Fuse attention's query, key and value projections.")
+
+    @model_validator(mode="after")
+    def _steps_within_max(self) -> ModelConfig:
+        if self.steps is not None and self.max_steps is not None and self.steps > self.max_steps:
+            raise ValueError(f"steps ({self.steps}) must not exceed max_steps ({self.max_steps})")
+        return self
 
 
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")

@@ -22,6 +22,7 @@ from generators.models import Catalog, ModelInfo, ModelState
 from generators.pipelines.backend import Backend, DiffusersBackend
 from generators.pipelines.loading import load_backend
 from generators.presets import describe_model
+from generators.requests import BatchSpec, Kind, Slot
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class ModelPool:
         evict_to: str = "free",
         loader: Loader = load_backend,
         retry_s: float = 60.0,
+        warm_batches: tuple[int, ...] = (1,),
     ) -> None:
         self._entries = {name: _Entry(c, describe_model(c, name)) for name, c in configs.items()}
         self.image, self.video = image, video
@@ -66,6 +68,7 @@ class ModelPool:
         self.evict_to = evict_to
         self.loader = loader
         self.retry_s = retry_s
+        self.warm_batches = warm_batches
         self._lru: OrderedDict[str, None] = OrderedDict()  # loaded models, least recently used first
 
     @classmethod
@@ -80,6 +83,7 @@ class ModelPool:
             max_loaded=worker.max_loaded_models,
             max_memory_bytes=None if memory is None else int(memory * GIB),
             evict_to=worker.evict_to,
+            warm_batches=tuple(sorted({1, worker.max_batch})),
         )
 
     @classmethod
@@ -143,6 +147,8 @@ class ModelPool:
             entry.error, entry.failed_at = str(error), time.monotonic()
             log.error("model %s could not be loaded: %s", name, error)
             raise
+        if entry.config is not None and entry.config.compile != "off":
+            self._warm_up(name, backend)
         entry.backend, entry.parked, entry.error = backend, False, ""
         entry.info = backend.info
         entry.load_s = time.perf_counter() - started
@@ -151,6 +157,19 @@ class ModelPool:
         log.info("model %s ready in %.1f s (%.2f GB)", name, entry.load_s, entry.memory_bytes / 1e9)
         self._evict_over_memory(keep=name)
         return backend
+
+    def _warm_up(self, name: str, backend: Backend) -> None:
+        """Compile now, not on a member's job: one call per batch size at the native square shape.
+
+        Other shapes (``--ar``) compile on their first call. The time counts as the model's load.
+        """
+        info = backend.info
+        spec = BatchSpec(info.size, info.size, info.steps)
+        sizes = (1,) if info.kind is Kind.VIDEO else self.warm_batches
+        started = time.perf_counter()
+        for size in sizes:
+            backend.generate(spec, [Slot("warm-up", "", seed) for seed in range(size)], _ignore_steps)
+        log.info("model %s warmed up for batches of %s in %.1f s", name, sizes, time.perf_counter() - started)
 
     def load_all(self) -> None:
         """Load every model up to the budget, defaults first (``worker.load_models: at_start``)."""
@@ -208,6 +227,10 @@ class ModelPool:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _ignore_steps(step: int, steps: int, latents: torch.Tensor) -> None:
+    """Warm-up calls report no progress."""
 
 
 def _allocated() -> int:

@@ -67,6 +67,9 @@ PRESETS: dict[str, Preset] = {
 #: mid-range GPU); a larger model (``size: 1024``) gets fewer images or steps unless it sets ``max_work``.
 GENERIC_IMAGE = Preset("custom", "", Kind.IMAGE, steps=25, guidance=7.0, size=512)
 GENERIC_VIDEO = Preset("custom", "", Kind.VIDEO, steps=25, guidance=9.0, size=256)
+#: A folder whose scheduler is made for a few steps (LCM, TCD): more would only cost time.
+FEW_STEP_IMAGE = Preset("custom", "", Kind.IMAGE, steps=4, guidance=1.0, size=512, max_steps=8)
+FEW_STEP_SCHEDULERS = ("LCMScheduler", "TCDScheduler")
 
 
 def kind_of(config: ModelConfig) -> Literal["image", "video"]:
@@ -85,8 +88,8 @@ def model_info(
         name=name,
         source=str(config.path or preset.source or config.name),
         kind=kind,
-        steps=config.steps or preset.steps,
-        max_steps=preset.max_steps,
+        steps=min(config.steps or preset.steps, config.max_steps or preset.max_steps),
+        max_steps=config.max_steps or preset.max_steps,
         guidance=preset.guidance if config.guidance is None else config.guidance,
         size=config.size or preset.size,
         frames=config.frames or preset.frames,

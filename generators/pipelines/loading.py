@@ -14,7 +14,15 @@ from generators.errors import ModelLoadError
 from generators.pipelines.backend import DiffusersBackend
 from generators.pipelines.device import placement
 from generators.pipelines.tiny import tiny_autoencoder, write_tiny_image, write_tiny_video
-from generators.presets import GENERIC_IMAGE, GENERIC_VIDEO, PRESETS, model_info
+from generators.presets import (
+    FEW_STEP_IMAGE,
+    FEW_STEP_SCHEDULERS,
+    GENERIC_IMAGE,
+    GENERIC_VIDEO,
+    PRESETS,
+    Preset,
+    model_info,
+)
 from generators.requests import Kind
 
 log = logging.getLogger(__name__)
@@ -39,11 +47,33 @@ def load_backend(config: ModelConfig, name: str | None = None) -> DiffusersBacke
     else:
         pipe = _load_pretrained(source, name, config, dtype)
     pipe = pipe.to(device)
+    apply_switches(pipe, config)
     kind = _kind_of(pipe, config)
-    preset = preset or (GENERIC_VIDEO if kind is Kind.VIDEO else GENERIC_IMAGE)
+    preset = preset or _generic(pipe, kind)
     info = model_info(name, config, preset, kind, device=str(device), dtype=str(dtype).removeprefix("torch."))
     tiny_vae = _load_tiny_vae(config, device, dtype) if config.tiny_vae else None
     return DiffusersBackend(pipe, info, tiny_vae=tiny_vae, fast_decode=config.fast_decode)
+
+
+def _generic(pipe: Any, kind: Kind) -> Preset:
+    """Defaults for a model that is not a preset: from its kind, and its scheduler's step range."""
+    if kind is Kind.VIDEO:
+        return GENERIC_VIDEO
+    scheduler = type(getattr(pipe, "scheduler", None)).__name__
+    return FEW_STEP_IMAGE if scheduler in FEW_STEP_SCHEDULERS else GENERIC_IMAGE
+
+
+def apply_switches(pipe: Any, config: ModelConfig) -> None:
+    """The speed switches a model's entry turns on (see ``benchmarks/bench_gpu.py`` for their effect)."""
+    modules = [m for m in (getattr(pipe, "unet", None), getattr(pipe, "vae", None)) if m is not None]
+    if config.channels_last:
+        for module in modules:
+            module.to(memory_format=torch.channels_last)
+    if config.fuse_qkv and hasattr(pipe, "fuse_qkv_projections"):
+        pipe.fuse_qkv_projections()
+    if config.compile != "off" and getattr(pipe, "unet", None) is not None:
+        # Compiled lazily, on the first call of each shape: the pool warms it up before serving.
+        pipe.unet = torch.compile(pipe.unet, mode=config.compile)
 
 
 def _load_builtin(source: str, seed: int, dtype: torch.dtype) -> Any:

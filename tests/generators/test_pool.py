@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
 
 from generators.config import ModelConfig, ModelsConfig, WorkerConfig
 from generators.errors import ModelLoadError
-from generators.pipelines import Backend, load_backend
+from generators.pipelines import Backend, BatchSpec, Slot, StepCallback, load_backend
 from generators.pool import ModelPool
 from tests.helpers import TEST_SIZE
 
@@ -105,3 +108,37 @@ def test_the_pool_follows_the_config(tmp_path: Path) -> None:
     assert (pool.max_loaded, pool.max_memory_bytes, pool.catalog.video) == (1, 2 * 1024**3, "clip")
     only = ModelPool.from_config(models, WorkerConfig(), only=["clip"])
     assert only.catalog.names == ["clip"] and (only.catalog.image, only.catalog.video) == (None, "clip")
+
+
+class CountingCalls:
+    """A loaded backend that counts its pipeline calls by batch size."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.info = backend.info
+        self.calls: list[int] = []
+
+    def generate(
+        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+    ) -> list[list[Image.Image]]:
+        self.calls.append(len(slots))
+        return self.backend.generate(spec, slots, on_step)
+
+    def preview(self, latents: torch.Tensor, index: int) -> Image.Image:
+        return self.backend.preview(latents, index)
+
+
+def test_a_compiled_model_is_warmed_up_for_each_batch_size_before_it_serves() -> None:
+    loaded: list[CountingCalls] = []
+
+    def loader(config: ModelConfig, name: str) -> Backend:
+        # The pool decides on warming from the entry's settings; compiling itself is the loader's.
+        loaded.append(CountingCalls(load_backend(config.model_copy(update={"compile": "off"}), name)))
+        return loaded[-1]
+
+    configs = {"fast": ModelConfig(name="tiny", size=TEST_SIZE, steps=1, compile="default"), **CONFIGS}
+    pool = ModelPool(configs, image="fast", video=None, loader=loader, warm_batches=(1, 4))
+    pool.acquire("fast")
+    assert loaded[-1].calls == [1, 4]
+    pool.acquire("tiny")  # not compiled: nothing to warm up
+    assert loaded[-1].calls == []

@@ -112,3 +112,32 @@ def test_an_error_that_points_at_a_hidden_traceback_gives_its_cause() -> None:
 def test_dtype_choice() -> None:
     assert pick_dtype("auto", torch.device("cpu")) is torch.float32
     assert pick_dtype("bfloat16", torch.device("cpu")) is torch.bfloat16
+
+
+def test_switches_set_the_memory_format_fuse_attention_and_wrap_the_unet_for_compiling() -> None:
+    config = ModelConfig(name="tiny", size=64, steps=1, channels_last=True, fuse_qkv=True, compile="default")
+    backend = load_backend(config)
+    unet = backend.pipe.unet
+    assert type(unet).__name__ == "OptimizedModule"  # compiled on its first call, not here
+    weight = next(p for p in unet._orig_mod.parameters() if p.ndim == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert any(getattr(module, "fused_projections", False) for module in unet._orig_mod.modules())
+    plain = load_backend(ModelConfig(name="tiny", size=64, steps=1)).pipe.unet
+    assert not any(getattr(module, "fused_projections", False) for module in plain.modules())
+
+
+def test_step_limits_follow_the_config_and_a_few_step_scheduler(tmp_path: Path) -> None:
+    assert load_backend(ModelConfig(name="tiny", size=64, max_steps=3)).info.max_steps == 3
+    assert load_backend(ModelConfig(name="tiny", size=64, max_steps=3)).info.steps == 3  # default within it
+    from diffusers import LCMScheduler
+
+    from generators.pipelines.tiny import write_tiny_image
+
+    folder = write_tiny_image(tmp_path / "lcm")
+    pipe = load_backend(ModelConfig(name="custom", path=folder)).pipe
+    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+    pipe.save_pretrained(folder)
+    info = load_backend(ModelConfig(name="custom", path=folder, size=64)).info
+    assert (info.steps, info.max_steps) == (4, 8)
+    with pytest.raises(ValueError, match="must not exceed max_steps"):
+        ModelConfig(steps=9, max_steps=8)
