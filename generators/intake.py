@@ -1,0 +1,133 @@
+"""Safe image intake: a member's picture in, a bounded RGB image out, or one clear refusal.
+
+Every picture the bot accepts (a ``/meme`` attachment, a remix source, a Reddit image post, a file on
+the command line) comes through here, because a picture is the cheapest way to make a server spend
+gigabytes: a 481 KiB PNG can declare 13000×13000 pixels. So:
+
+- only the platforms' own media hosts are fetched, over HTTPS, never an arbitrary URL;
+- a download has a time limit and a byte cap enforced while streaming (reading stops past it);
+- the header is read first and the pixel count checked before anything is decoded; Pillow's own
+  decompression-bomb guard stays on as a second line;
+- animations give their first frame, EXIF orientation is applied, the result is RGB;
+- :func:`fit` resizes to the model's size keeping the aspect ratio and centre-crops the rest.
+
+Refusals are :class:`BadImage`, a :class:`~generators.errors.BadRequest` with a message for the
+member; nothing here logs at ERROR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Collection
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from generators.errors import BadRequest
+
+MIB = 1024 * 1024
+#: Where each platform serves its members' pictures; nothing else is ever fetched.
+MEDIA_HOSTS: dict[str, tuple[str, ...]] = {
+    "discord": ("cdn.discordapp.com", "media.discordapp.net"),
+    "reddit": ("i.redd.it", "preview.redd.it"),
+}
+_CHUNK = 64 * 1024
+
+
+class BadImage(BadRequest):
+    """A picture the bot will not take, with the reason for the member."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeLimits:
+    """How big a picture may be, on the wire and in pixels, and how long a download may take."""
+
+    max_bytes: int = 8 * MIB
+    max_pixels: int = 4096 * 4096
+    timeout_s: float = 15.0
+
+
+def allowed(url: str, hosts: Collection[str]) -> bool:
+    """Whether ``url`` is an HTTPS address on one of ``hosts`` (no user info, no odd port)."""
+    parts = urlsplit(url)
+    return (
+        parts.scheme == "https"
+        and parts.hostname in hosts
+        and parts.username is None
+        and parts.port in (None, 443)
+    )
+
+
+async def download(
+    session: aiohttp.ClientSession, url: str, *, hosts: Collection[str], limits: IntakeLimits
+) -> bytes:
+    """The bytes at ``url``, read at most to the cap; BadImage for any other host or a failed fetch."""
+    if not allowed(url, hosts):
+        raise BadImage("images can only come from this platform's own uploads, not from a link")
+    return await fetch_capped(session, url, limits)
+
+
+async def fetch_capped(session: aiohttp.ClientSession, url: str, limits: IntakeLimits) -> bytes:
+    """GET ``url`` within the time limit, reading no further than the byte cap (the host is checked)."""
+    timeout = aiohttp.ClientTimeout(total=limits.timeout_s)
+    try:
+        async with session.get(url, timeout=timeout, allow_redirects=False) as response:
+            if response.status != 200:
+                raise BadImage(f"the image could not be fetched (HTTP {response.status})")
+            return await _read_capped(response, limits.max_bytes)
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise BadImage("the image could not be fetched in time; try uploading it again") from error
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    if response.content_length is not None and response.content_length > cap:
+        raise BadImage(_too_big(cap))
+    buffer = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        buffer += chunk
+        if len(buffer) > cap:
+            raise BadImage(_too_big(cap))  # leaving the block closes the connection: no more is read
+    return bytes(buffer)
+
+
+def _too_big(cap: int) -> str:
+    return f"the image is over {cap / MIB:g} MiB; send a smaller one"
+
+
+def decode(data: bytes, *, limits: IntakeLimits) -> Image.Image:
+    """An RGB image from ``data``: header checked first, first frame, EXIF orientation applied."""
+    if len(data) > limits.max_bytes:
+        raise BadImage(_too_big(limits.max_bytes))
+    side = int(limits.max_pixels**0.5)
+    try:
+        with warnings.catch_warnings():
+            # Our own cap below is checked on the header with the sizes in the message; Pillow's
+            # guard still raises DecompressionBombError past twice its limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise BadImage(f"the image is {width}×{height} pixels; the limit is {side}×{side}")
+            image.seek(0)  # an animation's first frame
+            image.load()
+    except Image.DecompressionBombError as error:
+        raise BadImage(f"the image has too many pixels; the limit is {side}×{side}") from error
+    except UnidentifiedImageError as error:
+        raise BadImage("that file is not an image this bot can read (PNG, JPEG, GIF or WebP)") from error
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise BadImage("that image is damaged or cut short; try another one") from error
+    return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def fit(image: Image.Image, width: int, height: int) -> Image.Image:
+    """``image`` scaled to cover ``width``×``height`` keeping its aspect ratio, centre-cropped to it."""
+    return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+
+
+def digest(data: bytes) -> str:
+    """The SHA-256 of a source picture: what a remix's provenance names instead of the picture."""
+    return hashlib.sha256(data).hexdigest()
