@@ -26,6 +26,7 @@ from bot.store import JobRecord, Store
 from generators.config import LimitsConfig
 from generators.grammar import format_request
 from generators.requests import GenerationRequest, GenerationResult
+from generators.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -213,9 +214,7 @@ def render_page(
     """The page's HTML (pure: easy to test and to look at)."""
     e = html.escape
     mime = result.primary.mime
-    title = (
-        request.prompt if len(request.prompt) <= _TITLE_CHARS else request.prompt[: _TITLE_CHARS - 1] + "…"
-    )
+    title = clip(request.prompt, _TITLE_CHARS)
     size = f"{result.width}×{result.height}"
     if request.n > 1:
         size = f"{request.n} images of {size}"

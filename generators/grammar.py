@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from generators.config import LimitsConfig
 from generators.errors import BadRequest
 from generators.requests import GenerationRequest, Kind
+from generators.text import clip
 
 if TYPE_CHECKING:
     from generators.models import Catalog
@@ -93,11 +94,7 @@ def _unknown(name: str) -> str:
         if close
         else f"; the flags are {', '.join('--' + n for n in _SPECS)}"
     )
-    return f"unknown flag --{_clip(name)}{hint}"
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+    return f"unknown flag --{clip(name, _SHOWN)}{hint}"
 
 
 def _check_prompt(prompt: str, limits: LimitsConfig) -> None:
@@ -146,11 +143,12 @@ def _number(
         word, _, rest = raw.partition(" ")
         if rest:
             raise BadRequest(
-                f"--{flag} takes one number; '{_clip(rest)}' after it is not understood", flag=f"--{flag}"
+                f"--{flag} takes one number; '{clip(rest, _SHOWN)}' after it is not understood",
+                flag=f"--{flag}",
             )
         value = _whole(word, len(str(top)))
         if value is None or not low <= value <= top:
-            got = f" (got '{_clip(word)}')" if word else ""
+            got = f" (got '{clip(word, _SHOWN)}')" if word else ""
             raise BadRequest(f"--{flag} must be a whole number from {low} to {top}{got}", flag=f"--{flag}")
         return {field: value}
 
@@ -169,7 +167,7 @@ def _whole(word: str, digits: int) -> int | None:
 def _ratio(raw: str, limits: LimitsConfig) -> dict[str, Any]:
     match = _RATIO.match(raw)
     if not match or 0 in (int(match.group(1)), int(match.group(2))):
-        raise BadRequest(f"--ar must look like 16:9 (got '{_clip(raw)}')", flag="--ar")
+        raise BadRequest(f"--ar must look like 16:9 (got '{clip(raw, _SHOWN)}')", flag="--ar")
     width, height = int(match.group(1)), int(match.group(2))
     if max(width, height) / min(width, height) > limits.max_aspect:
         most = f"{limits.max_aspect:g}"
@@ -182,7 +180,7 @@ def _ratio(raw: str, limits: LimitsConfig) -> dict[str, Any]:
 
 def _model(raw: str, limits: LimitsConfig) -> dict[str, Any]:
     if not _MODEL.match(raw):
-        raise BadRequest(f"--model takes one model name (got '{_clip(raw)}')", flag="--model")
+        raise BadRequest(f"--model takes one model name (got '{clip(raw, _SHOWN)}')", flag="--model")
     return {"model": raw.lower()}
 
 

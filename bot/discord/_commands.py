@@ -19,13 +19,14 @@ from PIL import Image
 from bot.discord._delivery import result_file
 from bot.discord._policy import GuildSettings, save_guild
 from bot.discord._requests import Requests, checked_job_id, owner_of
-from bot.discord._text import clip, code, error_text, escape, models_lines, result_text, workers_line
+from bot.discord._text import code, error_text, escape, models_lines, result_text, workers_line
 from bot.jobs import JobService
 from bot.store import JobStatus
 from generators import render
 from generators.errors import BadRequest, Forbidden, NotFound, UserError
 from generators.models import ModelInfo
 from generators.requests import GenerationRequest, Kind
+from generators.text import clip
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,13 @@ from typing import Any
 import discord
 
 from bot.discord._buttons import cancel_view, result_view
-from bot.discord._text import DISCORD_LIMIT, clip, progress_text, result_text
+from bot.discord._text import DISCORD_LIMIT, progress_text, result_text
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord, JobStatus
 from generators.requests import TERMINAL, Cancelled, Failed, Preview, Progress
 from generators.tasks import TaskSupervisor
+from generators.text import clip
 
 log = logging.getLogger(__name__)
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
-from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bot.moderation import WordList, normalise
+from bot.ratelimit import SlidingWindow
 from bot.settings import DiscordConfig
 from bot.store import Store
 from generators.errors import BadRequest, Banned, Forbidden, RateLimited
@@ -147,33 +146,12 @@ class Moderation:
         return replace(request, negative=f"{prefix}, {request.negative}" if request.negative else prefix)
 
 
-class RateLimiter:
-    """Sliding-window counts per key (a user, a server)."""
-
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
-
-    def retry_after(self, key: str, now: float | None = None) -> float:
-        """Seconds until ``key`` may ask again (0: now)."""
-        now = time.monotonic() if now is None else now
-        hits = self._hits[key]
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        return 0.0 if len(hits) < self.limit else hits[0] + self.window_s - now
-
-    def hit(self, key: str, now: float | None = None) -> None:
-        """Count one request for ``key``."""
-        self._hits[key].append(time.monotonic() if now is None else now)
-
-
 class Limits:
     """Per-user and per-server rate limits, checked together and counted only when both pass."""
 
     def __init__(self, config: DiscordConfig) -> None:
-        self.users = RateLimiter(config.user_rate, config.rate_window_s)
-        self.servers = RateLimiter(config.server_rate, config.rate_window_s)
+        self.users = SlidingWindow(config.user_rate, config.rate_window_s)
+        self.servers = SlidingWindow(config.server_rate, config.rate_window_s)
 
     def take(self, user_id: int, guild_id: int | None) -> None:
         """Count a request, or raise RateLimited saying when to try again."""

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from generators.models import Catalog, ModelState
 from generators.requests import Cancelled, Failed, GenerationRequest, Preview, Progress, Queued, Started, Step
 from generators.streams.heartbeat import WorkerStatus
+from generators.text import clip
 
 DISCORD_LIMIT = 2000
 BAR = 12
@@ -62,11 +63,6 @@ def result_text(request: GenerationRequest, *, seed: int, job_id: str, user_id: 
 def prompt_line(prompt: str, limit: int = 300) -> str:
     """The prompt in bold, as the first line of a job's message."""
     return f"**{escape(clip(prompt, limit))}**"
-
-
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def error_text(message: str) -> str:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 
+from bot.ratelimit import SlidingWindow
 from bot.settings import RedditConfig
 from generators.errors import RateLimited
 
@@ -25,7 +25,7 @@ class Limits:
         self._clock = clock
         self._last_request: dict[str, float] = {}
         self._last_refusal: dict[str, float] = {}
-        self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._subreddits = SlidingWindow(config.subreddit_per_hour, HOUR_S, clock)
 
     def check(self, author: str, subreddit: str) -> None:
         """Raise RateLimited (with a message for the author) if this request comes too soon."""
@@ -38,9 +38,8 @@ class Limits:
                 f"ask again in {_duration(wait)}",
                 retry_after=wait,
             )
-        recent = self._window(subreddit, now)
-        if len(recent) >= self._per_hour:
-            wait = recent[0] + HOUR_S - now
+        wait = self._subreddits.retry_after(subreddit.lower())
+        if wait > 0:
             raise RateLimited(
                 f"r/{subreddit} has had its {self._per_hour} pictures this hour: "
                 f"ask again in {_duration(wait)}",
@@ -51,7 +50,7 @@ class Limits:
         """Count an accepted request."""
         now = self._clock()
         self._last_request[author.lower()] = now
-        self._window(subreddit, now).append(now)
+        self._subreddits.hit(subreddit.lower())
 
     def may_refuse(self, author: str) -> bool:
         """True (and counted) if ``author`` has not been sent a refusal within the cooldown.
@@ -64,12 +63,6 @@ class Limits:
             return False
         self._last_refusal[author.lower()] = now
         return True
-
-    def _window(self, subreddit: str, now: float) -> deque[float]:
-        recent = self._recent[subreddit.lower()]
-        while recent and now - recent[0] >= HOUR_S:
-            recent.popleft()
-        return recent
 
 
 def _duration(seconds: float) -> str:

@@ -24,6 +24,7 @@ from bot.reddit._retry import Throttle, judge
 from bot.settings import RedditConfig
 from generators.requests import GenerationResult
 from generators.tasks import TaskSupervisor
+from generators.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ImagePoster:
     async def _submit(self, result: GenerationResult, title: str) -> str:
         await self.throttle.wait()
         subreddit = await self.reddit.subreddit(str(self.config.image_post_subreddit))
-        short = title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
+        short = clip(title, MAX_TITLE)
         with self.tasks.finishing():
             submission = await subreddit.submit(short, image=PostMedia(str(result.primary.path)))
         if submission is None:

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from generators.requests import GenerationRequest, Kind
+from generators.text import ELLIPSIS
 
 #: Reddit refuses longer comments.
 MAX_COMMENT = 10_000
-ELLIPSIS = "…"
 # What can start markup inside a line (emphasis, links, code, superscript, entities, tables, spoilers),
 # and what can at the start of one (headings, lists, quotes): only these are escaped, so the text stays
 # readable as typed.
