@@ -70,7 +70,7 @@ async def main() -> None:
                 bot = build_bot(service, config, guild_ready_timeout=0.05)
                 async with run_client(bot, fake):
                     idle = await burst(fake, "idle")
-                    service.worker.start()
+                    service.runner.worker.start()
                     await asyncio.sleep(1.0)  # the first batches are denoising now
                     busy = await burst(fake, "busy")
                     await asyncio.sleep(3.0)  # more heartbeats while the worker keeps going

@@ -3,6 +3,9 @@
 ``memebot imagine``, ``memebot run``, ``memebot worker`` and ``memebot check-config``; errors a user
 causes print one line (no traceback) and exit with 2 (bad input or config) or 1 (the model, the queue or
 the job failed).
+
+Whatever needs torch (the model pool, the worker, its Redis relay) is imported inside the function that
+builds it, so a bot on ``queue.backend: redis`` never loads the GPU stack.
 """
 
 from __future__ import annotations
@@ -34,14 +37,9 @@ from bot.store import Store
 from generators.config import ModelConfig, ModelsConfig
 from generators.errors import ModelLoadError, UserError
 from generators.models import Catalog
-from generators.pool import ModelPool
 from generators.presets import describe_model
-from generators.queue import InProcessQueue
 from generators.requests import Failed, Finished, GenerationResult
 from generators.streams.keys import Keys
-from generators.streams.queue import RedisQueue
-from generators.streams.relay import Relay, heartbeat_interval
-from generators.worker import GenerationWorker
 
 log = logging.getLogger("memebot")
 
@@ -57,6 +55,11 @@ def open_core(settings: Settings) -> contextlib.AbstractAsyncContextManager[JobS
 @contextlib.asynccontextmanager
 async def _local_core(settings: Settings) -> AsyncIterator[JobService]:
     """Models, in-process queue, worker, store and job service."""
+    from generators.local import LocalRunner
+    from generators.pool import ModelPool
+    from generators.queue import InProcessQueue
+    from generators.worker import GenerationWorker
+
     pool = ModelPool.from_config(settings.models, settings.worker)
     config = settings.worker
     queue = InProcessQueue(
@@ -64,7 +67,7 @@ async def _local_core(settings: Settings) -> AsyncIterator[JobService]:
     )
     worker = GenerationWorker(pool, queue, config=config, limits=settings.limits, render=settings.render)
     async with Store.open(settings.store.path) as store:
-        service = JobService(store, worker, settings.limits, settings.render.budget_bytes)
+        service = JobService(store, LocalRunner(worker), settings.limits, settings.render.budget_bytes)
         async with service, worker:
             yield service
 
@@ -178,6 +181,11 @@ async def work(settings: Settings, name: str | None, models: Sequence[str] = ())
         listed = ", ".join(settings.models.entries)
         print(f"config error: --models {','.join(unknown)}: not in models: ({listed})", file=sys.stderr)
         return EXIT_USAGE
+    from generators.pool import ModelPool
+    from generators.streams.queue import RedisQueue
+    from generators.streams.relay import Relay, heartbeat_interval
+    from generators.worker import GenerationWorker
+
     stop = _stop_on_signals()
     config = settings.queue
     keys = Keys(config.prefix)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from bot.runners import LocalRunner, Runner
+from bot.runners import Runner
 from bot.store import ENDED, InvalidTransition, JobRecord, JobStatus, Store, remove_files
 from generators.config import LimitsConfig
 from generators.errors import BadRequest, Forbidden, NotFound, UserError
@@ -33,7 +33,6 @@ from generators.requests import (
     Started,
     new_job_id,
 )
-from generators.worker import GenerationWorker
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +71,15 @@ PlatformHandler = Callable[[str, Progress], None]
 
 
 class JobService:
-    """Submits jobs through the store to the worker, and writes back what the worker reports.
+    """Submits jobs through the store to a runner, and writes back what the runner reports.
 
-    ``worker`` is the GenerationWorker in this process, or a runner for workers elsewhere
-    (``bot.remote.RemoteWorker`` with ``queue.backend: redis``).
+    ``runner`` is the worker in this process (``generators.local.LocalRunner``) or the workers on
+    Redis (``bot.remote.RemoteWorker`` with ``queue.backend: redis``); the service knows neither.
     """
 
-    def __init__(
-        self, store: Store, worker: GenerationWorker | Runner, limits: LimitsConfig, budget_bytes: int
-    ) -> None:
+    def __init__(self, store: Store, runner: Runner, limits: LimitsConfig, budget_bytes: int) -> None:
         self.store = store
-        self.worker = worker
-        self.runner: Runner = LocalRunner(worker) if isinstance(worker, GenerationWorker) else worker
+        self.runner = runner
         self.limits = limits
         self.budget_bytes = budget_bytes
         self._watchers: defaultdict[str, list[asyncio.Queue[Progress]]] = defaultdict(list)

@@ -1,6 +1,7 @@
-"""Where the job service's jobs run: the worker in this process, or GPU workers over Redis.
+"""What the job service needs of wherever its jobs run: the worker in this process, or GPU workers on Redis.
 
-The service sees one interface either way; ``bot.remote`` holds the Redis one.
+The service sees this one interface either way, so the bot side imports no torch: the local runner
+(``generators.local``) is built only by the composition root, the Redis one is ``bot.remote``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import Protocol
 from generators.models import Catalog, ModelState
 from generators.requests import Job, Progress
 from generators.streams.heartbeat import WorkerStatus
-from generators.worker import GenerationWorker
 
 
 class QueueView(Protocol):
@@ -67,48 +67,3 @@ class Runner(Protocol):
     async def sync(self) -> None:
         """Return once every event sent before this call has been handed to ``events``."""
         ...
-
-
-class LocalRunner:
-    """The worker in this process: nothing survives a restart, so recovered jobs are queued again."""
-
-    def __init__(self, worker: GenerationWorker) -> None:
-        self.worker = worker
-        self.events = worker.events
-
-    @property
-    def queue(self) -> QueueView:
-        """The worker's in-process queue."""
-        return self.worker.queue
-
-    @property
-    def catalog(self) -> Catalog:
-        """The worker's models."""
-        return self.worker.models.catalog
-
-    def model_states(self) -> list[ModelState]:
-        """The worker's models as they are now."""
-        return self.worker.models.states()
-
-    @property
-    def workers(self) -> list[WorkerStatus]:
-        """This process's one worker."""
-        models = self.worker.models
-        loaded = [state.name for state in models.states() if state.loaded]
-        device = models.info(loaded[0]).device if loaded else "idle"
-        return [WorkerStatus("local", tuple(self.catalog.names), device, busy=self.worker.busy)]
-
-    async def submit(self, job: Job, *, force: bool = False) -> None:
-        """Queue ``job`` for the worker."""
-        self.worker.submit(job, force=force)
-
-    async def cancel(self, job_id: str) -> bool:
-        """Cancel through the worker."""
-        return self.worker.cancel(job_id)
-
-    async def holds(self, job_id: str) -> bool:
-        """A new process holds nothing from the last one."""
-        return False
-
-    async def sync(self) -> None:
-        """Events are in ``events`` as soon as the worker makes them."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from bot.jobs import JobService
 from bot.store import Store
 from generators.config import LimitsConfig, RenderConfig, WorkerConfig
+from generators.local import LocalRunner
 from generators.pipelines import DiffusersBackend
 from generators.pool import ModelPool
 from generators.queue import InProcessQueue
@@ -65,7 +66,7 @@ async def open_service(
 ) -> AsyncIterator[JobService]:
     """A job service on ``backend`` (or several models, or a pool) with its store in ``db``.
 
-    The worker runs unless told not to.
+    The worker runs unless told not to (then ``service.runner.worker.start()`` starts it).
     """
     queue = InProcessQueue(per_user=per_user, total=200, switch_after=switch_after)
     settings = WorkerConfig(results_dir=tmp_path / "results", per_user_queue=per_user, global_queue=200)
@@ -79,7 +80,7 @@ async def open_service(
         render=RenderConfig(),
     )
     async with Store.open(db) as store:
-        service = JobService(store, worker, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
+        service = JobService(store, LocalRunner(worker), LimitsConfig(), budget_bytes=10 * 1024 * 1024)
         async with service:
             if start_worker:
                 worker.start()

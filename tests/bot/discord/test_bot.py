@@ -306,7 +306,7 @@ async def test_an_expired_token_falls_back_to_a_channel_message(
         record = await newest_job(env.service)
         await env.service.store.update_reply_to(record.id, {"created": 0})  # as if 15 minutes went by
         ix.expire()
-        env.service.worker.start()
+        env.service.runner.worker.start()
         general = fake.channel("general")
         posted = await fake.wait_for(
             lambda: next((m for m in fake.messages_in(general) if m.attachments and not m.webhook_id), None),
@@ -405,7 +405,7 @@ async def test_queue_cancel_show_and_info(
         await (await fake.slash_command("cancel")).acknowledgement()  # alice's latest
         progress = fake.messages[int(first.reply_to["message_id"])]
         await fake.wait_for(lambda: "Cancelled" in progress.content, timeout=10)
-        env.service.worker.start()
+        env.service.runner.worker.start()
         done = await imagine(env, {"prompt": "second", "n": 1})
         shown = await (await fake.slash_command("show", {"job": job_id_of(done)})).wait_original(
             has_file, timeout=10

@@ -239,7 +239,7 @@ async def test_an_expired_token_falls_back_to_a_post_that_pings_only_the_request
         record = await newest_job(env.service)
         await env.service.store.update_reply_to(record.id, {"created": 0})  # as if 15 minutes went by
         ix.expire()
-        env.service.worker.start()
+        env.service.runner.worker.start()
         general = fake.channel("general")
         posted = await fake.wait_for(
             lambda: next((m for m in fake.messages_in(general) if m.attachments and not m.webhook_id), None),
