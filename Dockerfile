@@ -1,29 +1,39 @@
 # syntax=docker/dockerfile:1
-# Two targets:
-#   docker build --target cpu -t memebot:cpu .      bots (they hold no model with queue.backend: redis),
-#                                                    the tiny demo, CPU-only workers
+# Three targets:
+#   docker build --target bot -t memebot:bot .      bots on queue.backend: redis: no torch, no model
+#   docker build --target cpu -t memebot:cpu .      the bot image plus the CPU model stack: the tiny
+#                                                    demo, single-box CPU bots, CPU-only workers
 #   docker build --target cuda -t memebot:cuda .    GPU workers and single-box GPU bots
 #                                                    (needs the NVIDIA container toolkit on the host)
-# Both run as the non-root user memebot; /app/data holds the job store and results, /models the
-# downloaded weights (mount both as volumes so they outlive the container).
+# All run as the non-root user memebot; /app/data holds the job store and results, /models (cpu and cuda)
+# the downloaded weights (mount both as volumes so they outlive the container).
 
-FROM python:3.11-slim AS cpu
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HOME=/models
+FROM python:3.11-slim AS bot
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 RUN useradd --create-home --uid 1000 memebot
 WORKDIR /app
 COPY pyproject.toml README.md constraints.txt ./
 COPY bot ./bot
 COPY generators ./generators
-# The CPU wheel of torch, from PyTorch's own index, then everything else at the pinned versions.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && pip install -c constraints.txt .
+# Only the base dependencies: the "models" extra (torch, diffusers, transformers) is the workers'.
+RUN pip install -c constraints.txt .
 COPY config.yaml ./
-RUN mkdir -p /app/data /models && chown memebot:memebot /app/data /models
+RUN mkdir -p /app/data && chown memebot:memebot /app/data
 USER memebot
-VOLUME ["/app/data", "/models"]
+VOLUME ["/app/data"]
 EXPOSE 8080
 ENTRYPOINT ["memebot"]
 CMD ["run"]
+
+FROM bot AS cpu
+ENV HF_HOME=/models
+USER root
+# The CPU wheel of torch, from PyTorch's own index, then the models extra at the pinned versions.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
+    && pip install -c constraints.txt '.[models]' \
+    && mkdir -p /models && chown memebot:memebot /models
+USER memebot
+VOLUME ["/app/data", "/models"]
 
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS cuda
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HOME=/models VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
@@ -39,7 +49,9 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY generators ./generators
 # PyPI's Linux torch wheels are CUDA builds; constraints.txt is left out because it pins the CPU one.
-RUN pip install torch==2.13.0 && pip install .
+# hadolint reads '.[models]' as an unpinned package: it is this project with its models extra.
+# hadolint ignore=DL3013
+RUN pip install torch==2.13.0 && pip install '.[models]'
 COPY config.yaml ./
 RUN mkdir -p /app/data /models && chown memebot:memebot /app/data /models
 USER memebot

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,22 +40,43 @@ def test_the_dockerfile_passes_hadolint() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_both_images_run_as_a_user_with_the_model_cache_on_a_volume() -> None:
+def test_every_image_runs_as_a_user_with_its_data_on_a_volume() -> None:
     targets = stages()
-    assert set(targets) == {"cpu", "cuda"}
-    for name, text in targets.items():
+    assert set(targets) == {"bot", "cpu", "cuda"}
+    for name in ("bot", "cuda"):
+        text = targets[name]
         assert "USER memebot" in text, name
-        assert 'VOLUME ["/app/data", "/models"]' in text, name
-        assert "HF_HOME=/models" in text, name
         assert 'ENTRYPOINT ["memebot"]' in text, name
+        assert "/app/data" in text, name
+    # cpu is the bot image plus the models: it inherits the user and the entry point.
+    assert re.search(r"^FROM bot AS cpu$", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE)
+    assert targets["cpu"].rstrip().splitlines()[-2:] == ["USER memebot", 'VOLUME ["/app/data", "/models"]']
+    for name in ("cpu", "cuda"):  # the images that hold models keep the weights cache on a volume
+        assert 'VOLUME ["/app/data", "/models"]' in targets[name], name
+        assert "HF_HOME=/models" in targets[name], name
     assert "nvidia/cuda" in (ROOT / "Dockerfile").read_text().split("AS cuda")[0].splitlines()[-1]
+
+
+def test_the_bot_image_installs_no_model_stack() -> None:
+    bot = "\n".join(line for line in stages()["bot"].splitlines() if not line.startswith("#"))
+    installs = [line for line in bot.splitlines() if "pip install" in line]
+    assert installs == ["RUN pip install -c constraints.txt ."]
+    assert "torch" not in bot and "models" not in bot.replace("/models", "")
+    # ... and the base dependencies it installs hold none of it: that is the models extra.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    heavy = {"torch", "diffusers", "transformers", "accelerate", "safetensors"}
+    assert not {re.split(r"[<>=\[; ]", dep)[0] for dep in project["dependencies"]} & heavy
+    assert {re.split(r"[<>=\[; ]", dep)[0] for dep in project["optional-dependencies"]["models"]} == heavy
+    assert "memebot[models]" in project["optional-dependencies"]["test"]  # the tests run the models
+    for name in ("cpu", "cuda"):
+        assert "'.[models]'" in stages()[name], name
 
 
 def test_compose_runs_a_bot_redis_and_a_gpu_worker_on_one_config() -> None:
     services = compose()["services"]
     assert set(services) == {"bot", "redis", "worker"}
     bot, worker = services["bot"], services["worker"]
-    assert bot["build"]["target"] == "cpu" and bot["command"] == ["run"]
+    assert bot["build"]["target"] == "bot" and bot["command"] == ["run"]
     assert worker["build"]["target"] == "cuda" and worker["command"] == ["worker"]
     (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and "deploy" not in bot
