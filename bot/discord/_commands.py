@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image
 
+from bot.addresses import as_discord
 from bot.discord._delivery import result_file
 from bot.discord._policy import GuildSettings, save_guild
 from bot.discord._requests import Requests, checked_job_id, owner_of
@@ -255,7 +256,7 @@ class Generation(commands.Cog):
             record.job.request,
             seed=record.result.seeds[0],
             job_id=record.id,
-            user_id=int(record.reply_to.get("user_id", interaction.user.id)),
+            user_id=int(as_discord(record.reply_to).get("user_id", interaction.user.id)),
             command=self.service.command_line(record.job.request),
         )
         spoiler = hidden or self.requests.spoiler(interaction.channel, guild)

@@ -20,6 +20,7 @@ from typing import Any
 
 import discord
 
+from bot.addresses import DiscordAddress, DiscordInteraction, as_discord
 from bot.discord._buttons import cancel_view, result_view
 from bot.discord._text import DISCORD_LIMIT, progress_text, result_text
 from bot.jobs import JobService
@@ -115,7 +116,7 @@ class Delivery:
 
     async def _show_progress(self, job_id: str, event: Progress, preview: Preview | None) -> None:
         record = await self.service.store.get(job_id)
-        if record is None or not _editable(record.reply_to):
+        if record is None or not _editable(address := as_discord(record.reply_to)):
             return  # past the token's life only the final result is posted
         message: dict[str, Any] = {
             "content": progress_text(event, record.job.request),
@@ -124,7 +125,7 @@ class Delivery:
         if preview is not None:  # otherwise the last preview stays attached
             message["attachments"] = [discord.File(io.BytesIO(preview.png), filename="preview.png")]
         with contextlib.suppress(discord.HTTPException):
-            await self._edit(record.reply_to, **message)
+            await self._edit(address, **message)
 
     async def _deliver(self, record: JobRecord) -> None:
         """Post the final state once: the grid or clip with its buttons, or why there is none."""
@@ -147,30 +148,27 @@ class Delivery:
 
     async def _notify(self, record: JobRecord) -> None:
         """A short follow-up under the job's message that pings its requester, and only them."""
-        reply_to = record.reply_to
+        reply_to = as_discord(record.reply_to)
         user_id = int(reply_to["user_id"])
         what = "is ready" if record.status is JobStatus.DONE else "has ended"
         content = f"<@{user_id}> your job {what}: {_jump_url(reply_to)}"
         only_them = discord.AllowedMentions(users=[discord.Object(user_id)], replied_user=False)
-        if reply_to.get("kind") == "message":
+        if reply_to["kind"] == "message":
             channel = self.client.get_partial_messageable(int(reply_to["channel_id"]))
             reference = channel.get_partial_message(int(reply_to["message_id"]))
             await channel.send(content, reference=reference, allowed_mentions=only_them)
             return
-        webhook = discord.Webhook.partial(
-            int(reply_to["application_id"]), reply_to["token"], client=self.client
-        )
-        await webhook.send(content, allowed_mentions=only_them)
+        await self._webhook(reply_to).send(content, allowed_mentions=only_them)
 
     async def _post_final(self, record: JobRecord) -> tuple[discord.Message, bool]:
         """The final message, and whether it pinged the requester (a new post does, an edit does not)."""
-        reply_to = record.reply_to
+        reply_to = as_discord(record.reply_to)
         request = record.job.request
         if record.status is not JobStatus.DONE or record.result is None:
             content = progress_text(_terminal_event(record), request)
             return await self._edit_or_post(reply_to, content=content, attachments=[], view=None)
         result = record.result
-        file = await result_file(result.primary.path, spoiler=bool(reply_to.get("spoiler")))
+        file = await result_file(result.primary.path, spoiler=reply_to.get("spoiler", False))
         content = result_text(
             request,
             seed=result.seeds[0],
@@ -181,7 +179,7 @@ class Delivery:
         view = result_view(record.id, 0 if request.kind.value == "video" else len(result.seeds))
         return await self._edit_or_post(reply_to, content=content, attachments=[file], view=view)
 
-    async def _edit_or_post(self, reply_to: dict[str, Any], **message: Any) -> tuple[discord.Message, bool]:
+    async def _edit_or_post(self, reply_to: DiscordAddress, **message: Any) -> tuple[discord.Message, bool]:
         if _editable(reply_to):
             try:
                 return await self._edit(reply_to, **message), False
@@ -199,15 +197,17 @@ class Delivery:
         )
         return sent, True
 
-    async def _edit(self, reply_to: dict[str, Any], **message: Any) -> discord.Message:
+    async def _edit(self, reply_to: DiscordAddress, **message: Any) -> discord.Message:
         message_id = int(reply_to["message_id"])
-        if reply_to.get("kind") == "message":
+        if reply_to["kind"] == "message":
             channel = self.client.get_partial_messageable(int(reply_to["channel_id"]))
             return await channel.get_partial_message(message_id).edit(**message)
-        webhook = discord.Webhook.partial(
-            int(reply_to["application_id"]), reply_to["token"], client=self.client
-        )
-        return await webhook.edit_message(message_id, **message)
+        return await self._webhook(reply_to).edit_message(message_id, **message)
+
+    def _webhook(self, reply_to: DiscordInteraction) -> discord.Webhook:
+        """The interaction's follow-up webhook (its token may be gone: then Discord answers 401)."""
+        token = reply_to.get("token", "")
+        return discord.Webhook.partial(int(reply_to["application_id"]), token, client=self.client)
 
     async def _channel(self, channel_id: int) -> discord.abc.Messageable:
         channel = self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
@@ -222,14 +222,14 @@ async def result_file(path: Path, *, spoiler: bool = False) -> discord.File:
     return discord.File(io.BytesIO(data), filename=path.name, spoiler=spoiler)
 
 
-def _editable(reply_to: dict[str, Any]) -> bool:
+def _editable(reply_to: DiscordAddress) -> bool:
     """Whether the job's message can still be edited: the bot's own reply, or a live interaction token."""
-    if reply_to.get("kind") == "message":
+    if reply_to["kind"] == "message":
         return True
     return time.time() - float(reply_to.get("created", 0)) < TOKEN_LIFETIME_S
 
 
-def _jump_url(reply_to: dict[str, Any]) -> str:
+def _jump_url(reply_to: DiscordAddress) -> str:
     """A link to the job's message (``@me`` in DMs)."""
     guild = reply_to.get("guild_id") or "@me"
     return f"https://discord.com/channels/{guild}/{reply_to['channel_id']}/{reply_to['message_id']}"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from typing import Any
 
 import discord
 
+from bot import addresses
 from bot.discord._policy import GuildSettings, Limits, Moderation, load_guild
 from bot.discord._text import prompt_line
 from bot.jobs import JobService
@@ -46,9 +46,8 @@ def is_moderator(interaction: discord.Interaction[Any]) -> bool:
 
 
 def made_age_restricted(record: JobRecord) -> bool:
-    """Whether a result was made under age-restricted rules; unknown (older jobs, other platforms):
-    assume it was, so it is never shown unhidden where it may not belong."""
-    return bool(record.reply_to.get("age_restricted", True))
+    """Whether a result was made under age-restricted rules (unknown: assume it was)."""
+    return addresses.made_age_restricted(record.reply_to)
 
 
 def age_restricted(channel: Any) -> bool:
@@ -141,18 +140,16 @@ class Requests:
         """Acknowledge at once (thinking…), then store and queue the job; its message is the original."""
         await interaction.response.defer(thinking=True)
         original = await interaction.original_response()
-        reply_to = {
-            "kind": "interaction",
-            "application_id": str(interaction.application_id),
-            "token": interaction.token,
-            "message_id": str(original.id),
-            "channel_id": str(interaction.channel_id),
-            "guild_id": None if interaction.guild_id is None else str(interaction.guild_id),
-            "user_id": str(interaction.user.id),
-            "created": time.time(),
-            "spoiler": self.spoiler(interaction.channel, guild),
-            "age_restricted": age_restricted(interaction.channel),
-        }
+        reply_to = addresses.discord_interaction(
+            application_id=interaction.application_id,
+            token=interaction.token,
+            message_id=original.id,
+            channel_id=interaction.channel_id,
+            guild_id=interaction.guild_id,
+            user_id=interaction.user.id,
+            spoiler=self.spoiler(interaction.channel, guild),
+            age_restricted=age_restricted(interaction.channel),
+        )
         return await self.service.submit(
             request,
             owner=owner_of(interaction.user),
@@ -166,16 +163,14 @@ class Requests:
     ) -> JobRecord:
         """A meme-channel prompt: reply to it with a progress message, then queue the job."""
         progress = await message.reply(f"{prompt_line(request.prompt)}\n⏳ Queued…", mention_author=False)
-        reply_to = {
-            "kind": "message",
-            "message_id": str(progress.id),
-            "channel_id": str(message.channel.id),
-            "guild_id": None if message.guild is None else str(message.guild.id),
-            "user_id": str(message.author.id),
-            "created": time.time(),
-            "spoiler": self.spoiler(message.channel, guild),
-            "age_restricted": age_restricted(message.channel),
-        }
+        reply_to = addresses.discord_message(
+            message_id=progress.id,
+            channel_id=message.channel.id,
+            guild_id=None if message.guild is None else message.guild.id,
+            user_id=message.author.id,
+            spoiler=self.spoiler(message.channel, guild),
+            age_restricted=age_restricted(message.channel),
+        )
         limit = message.guild.filesize_limit if message.guild is not None else None
         return await self.service.submit(
             request, owner=owner_of(message.author), platform=PLATFORM, reply_to=reply_to, budget_bytes=limit

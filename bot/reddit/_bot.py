@@ -16,6 +16,7 @@ from collections.abc import Callable
 import asyncpraw
 from asyncpraw.models import Comment, Message
 
+from bot.addresses import comment_of, reddit_comment
 from bot.jobs import JobService
 from bot.reddit._intake import Item, command_of, names, screen
 from bot.reddit._ledger import Entry, Ledger, State
@@ -163,7 +164,7 @@ class RedditBot:
     async def _submit(self, fullname: str, entry: Entry, request: GenerationRequest) -> None:
         try:
             record = await self.service.submit(
-                request, owner=owner_of(entry.author), platform=PLATFORM, reply_to={"fullname": fullname}
+                request, owner=owner_of(entry.author), platform=PLATFORM, reply_to=reddit_comment(fullname)
             )
         except UserError as error:  # the queue is full
             await self._refuse(fullname, entry, str(error))
@@ -200,8 +201,8 @@ class RedditBot:
         record = await self.service.store.get(job_id)
         if record is None or record.status not in FINISHED:
             return
-        fullname = str(record.reply_to.get("fullname", ""))
-        if not fullname.startswith("t1_"):
+        fullname = comment_of(record.reply_to)
+        if fullname is None:
             log.warning(
                 "job %s has no Reddit comment to answer (reply_to %s)",
                 job_id,
@@ -295,7 +296,7 @@ class RedditBot:
 
     async def _job_for(self, fullname: str, author: str) -> JobRecord | None:
         for record in await self.service.store.jobs_of(owner_of(author)):
-            if record.platform == PLATFORM and record.reply_to.get("fullname") == fullname:
+            if record.platform == PLATFORM and comment_of(record.reply_to) == fullname:
                 return record
         return None
 
