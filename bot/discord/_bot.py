@@ -12,8 +12,11 @@ import discord
 from discord.ext import commands
 
 from bot.discord._buttons import Action, JobButton
-from bot.discord._commands import Generation, reply_error
+from bot.discord._cogs import reply_error
+from bot.discord._commands import Generation
 from bot.discord._delivery import Delivery, result_file
+from bot.discord._info import Info
+from bot.discord._queue import QueueCommands
 from bot.discord._requests import (
     Requests,
     age_restricted,
@@ -23,6 +26,7 @@ from bot.discord._requests import (
     single_of,
     variation_of,
 )
+from bot.discord._settings import ServerSettings
 from bot.discord._text import error_text, prompt_line
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
@@ -59,6 +63,8 @@ class MemeBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Commands, persistent buttons, command sync."""
         await self.add_cog(self.generation)
+        for cog in (QueueCommands, Info, ServerSettings):
+            await self.add_cog(cog(self.service, self.requests))
         self.add_dynamic_items(JobButton)
         if self.config.sync_guilds:
             for guild_id in self.config.sync_guilds:

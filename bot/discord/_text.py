@@ -12,6 +12,8 @@ import re
 import time
 from collections.abc import Sequence
 
+from generators.config import LimitsConfig
+from generators.grammar import help_text
 from generators.models import Catalog, ModelState
 from generators.requests import Cancelled, Failed, GenerationRequest, Preview, Progress, Queued, Started, Step
 from generators.streams.heartbeat import WorkerStatus
@@ -115,3 +117,15 @@ def models_lines(catalog: Catalog, states: Sequence[ModelState]) -> list[str]:
         shape = f"{model.kind.value}, {model.size} px, {model.steps} steps"
         lines.append(f"Model **{model.name}** ({shape}): {'; '.join(tags)}")
     return lines
+
+
+def help_lines(limits: LimitsConfig, catalog: Catalog) -> list[str]:
+    """/help: the grammar's flags (the same in /imagine's prompt, meme channels and on Reddit), then
+    the models ``--model`` can name (the flags are a fixed text; the list of models is cut to fit)."""
+    head = "Use /imagine (or /animate for a clip) with a prompt; flags after the prompt work too."
+    flags = f"```\n{help_text(limits).replace('`', 'ˋ')}\n```"
+    names = [f"{code(m.name, 60)} ({m.kind.value}, {m.size} px)" for m in catalog]
+    models = clip(
+        f"Models for --model: {', '.join(names) or 'none'}", DISCORD_LIMIT - len(head) - len(flags) - 2
+    )
+    return [head, flags, models]
