@@ -22,7 +22,7 @@ from bot.store import JobRecord, JobStatus
 from generators.config import WorkerConfig
 from generators.pipelines import DiffusersBackend
 from generators.requests import Finished, GenerationRequest, GenerationResult, MediaFile
-from tests.bot.reddit.world import free_port
+from tests.fakes.loopback import free_port
 from tests.helpers import open_service
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import socket
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from enum import IntEnum
@@ -61,6 +60,7 @@ from tests.fakes.discord_models import (
 )
 from tests.fakes.discord_rest import InjectedFault, Reply, RestApi, RestCall, error, rate_limited
 from tests.fakes.discord_spec import DiscordSpec, load_spec
+from tests.fakes.loopback import serve
 
 with warnings.catch_warnings():
     # discord.py's voice player imports audioop, deprecated since Python 3.11 (tests turn warnings
@@ -185,12 +185,7 @@ class FakeDiscord:
         app.router.add_get("/resume", self.gateway.handle)
         app.router.add_get("/attachments/{attachment_id}/{filename}", self._serve_attachment)
         app.router.add_route("*", "/{tail:.*}", self._stray)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        self._runner, self._port = await serve(app)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -16,7 +16,6 @@ import base64
 import binascii
 import itertools
 import re
-import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,6 +25,8 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
+
+from tests.fakes.loopback import serve
 
 #: asyncprawcore 4.0.0 passes ``auth=`` to aiohttp for the token request, which aiohttp 3.14 deprecates
 #: (besides the ``BasicAuth`` warning pyproject.toml already filters). For ``pytest.mark.filterwarnings``.
@@ -251,12 +252,7 @@ class FakeReddit:
         """Start the server on a free port of 127.0.0.1."""
         app = web.Application(middlewares=[self._middleware])
         self._add_routes(app.router)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        self._runner, self._port = await serve(app)
         return self
 
     async def __aexit__(

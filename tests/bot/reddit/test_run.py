@@ -13,7 +13,8 @@ import pytest
 from bot.__main__ import main, run
 from bot.settings import Secrets, StoreConfig
 from generators.config import ModelConfig
-from tests.bot.reddit.world import free_port, make_settings, until
+from tests.bot.reddit.world import make_settings, until
+from tests.fakes.loopback import free_port
 from tests.fakes.reddit import FakeReddit
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -20,16 +19,9 @@ from bot.settings import RedditConfig, Secrets, Settings, WebConfig
 from bot.store import JobStatus
 from generators.config import WorkerConfig
 from generators.pipelines import DiffusersBackend
+from tests.fakes.loopback import free_port
 from tests.fakes.reddit import FakeReddit
 from tests.helpers import open_service
-
-
-def free_port() -> int:
-    """A port nobody listens on now, so the links can name it before the server starts."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_settings(fake: FakeReddit, tmp_path: Path, port: int, **reddit: Any) -> Settings:
