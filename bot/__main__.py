@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -31,7 +32,6 @@ from bot import retention
 from bot.jobs import JobService
 from bot.logs import configure_logging
 from bot.progress import ProgressLine
-from bot.remote import RemoteWorker, instance_name
 from bot.settings import ConfigError, QueueConfig, Settings
 from bot.store import Store
 from generators.config import ModelConfig, ModelsConfig
@@ -40,6 +40,7 @@ from generators.models import Catalog
 from generators.presets import describe_model
 from generators.requests import Failed, Finished, GenerationResult
 from generators.streams.keys import Keys
+from generators.streams.submit import RedisRunner
 
 log = logging.getLogger("memebot")
 
@@ -76,7 +77,7 @@ async def _local_core(settings: Settings) -> AsyncIterator[JobService]:
 async def _remote_core(settings: Settings) -> AsyncIterator[JobService]:
     """Store, Redis and job service: ``memebot worker`` processes run the model."""
     async with Store.open(settings.store.path) as store, open_redis(settings.queue) as client:
-        remote = RemoteWorker(
+        runner = RedisRunner(
             client,
             Keys(settings.queue.prefix),
             instance=await instance_name(store),
@@ -85,10 +86,16 @@ async def _remote_core(settings: Settings) -> AsyncIterator[JobService]:
             per_user=settings.worker.per_user_queue,
             total=settings.worker.global_queue,
         )
-        async with remote:
-            service = JobService(store, remote, settings.limits, settings.render.budget_bytes)
+        async with runner:
+            service = JobService(store, runner, settings.limits, settings.render.budget_bytes)
             async with service:
                 yield service
+
+
+async def instance_name(store: Store) -> str:
+    """This bot's name on Redis, kept in its store: a restart reads the same events stream."""
+    await store.kv_add("redis", "instance", secrets.token_hex(6))
+    return str(await store.kv_get("redis", "instance"))
 
 
 def catalog_of(models: ModelsConfig) -> Catalog:
@@ -181,42 +188,58 @@ async def work(settings: Settings, name: str | None, models: Sequence[str] = ())
         listed = ", ".join(settings.models.entries)
         print(f"config error: --models {','.join(unknown)}: not in models: ({listed})", file=sys.stderr)
         return EXIT_USAGE
+    stop = _stop_on_signals()
+    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    # A wrong URL fails before minutes of model loading.
+    async with open_redis(settings.queue) as client, _worker_core(settings, client, name, models) as served:
+        log.info("worker %s ready: models %s", name, ", ".join(served.names))
+        await stop.wait()
+        log.info("stopping: finishing the running batch")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _worker_core(
+    settings: Settings, client: Redis, name: str, models: Sequence[str]
+) -> AsyncIterator[Catalog]:
+    """Models, the Redis queue a worker takes from, the worker, and its relay back to the bots."""
     from generators.pool import ModelPool
-    from generators.streams.queue import RedisQueue
     from generators.streams.relay import Relay, heartbeat_interval
+    from generators.streams.take import RedisQueue
     from generators.worker import GenerationWorker
 
-    stop = _stop_on_signals()
     config = settings.queue
     keys = Keys(config.prefix)
-    name = name or f"{socket.gethostname()}-{os.getpid()}"
-    async with open_redis(config) as client:  # a wrong URL fails before minutes of model loading
-        pool = ModelPool.from_config(settings.models, settings.worker, only=models)
-        queue = RedisQueue(
-            client, keys, name=name, claim_idle_s=config.claim_idle_s, max_deliveries=config.max_deliveries
-        )
-        # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
-        spool = settings.worker.results_dir / "spool" / name
-        worker = GenerationWorker(
-            pool,
-            queue,
-            config=settings.worker.model_copy(update={"results_dir": spool}),
-            limits=settings.limits,
-            render=settings.render,
-        )
-        relay = Relay(
-            client,
-            keys,
-            queue,
-            worker,
-            result_ttl_s=config.result_ttl_s,
-            heartbeat_s=heartbeat_interval(config.claim_idle_s),
-        )
-        async with queue, relay, worker:
-            log.info("worker %s ready: models %s", name, ", ".join(pool.catalog.names))
-            await stop.wait()
-            log.info("stopping: finishing the running batch")
-    return 0
+    pool = ModelPool.from_config(settings.models, settings.worker, only=models)
+    queue = RedisQueue(
+        client,
+        keys,
+        name=name,
+        models=pool.catalog.names,
+        claim_idle_s=config.claim_idle_s,
+        max_deliveries=config.max_deliveries,
+        switch_after=settings.worker.switch_after,
+    )
+    # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
+    spool = settings.worker.results_dir / "spool" / name
+    worker = GenerationWorker(
+        pool,
+        queue,
+        config=settings.worker.model_copy(update={"results_dir": spool}),
+        limits=settings.limits,
+        render=settings.render,
+    )
+    queue.on_cancel(worker.cancel)  # a cancel asked on Redis stops the running job at its next step
+    relay = Relay(
+        client,
+        keys,
+        queue,
+        worker,
+        result_ttl_s=config.result_ttl_s,
+        heartbeat_s=heartbeat_interval(config.claim_idle_s),
+    )
+    async with queue, relay, worker:
+        yield pool.catalog
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -74,7 +74,8 @@ class JobService:
     """Submits jobs through the store to a runner, and writes back what the runner reports.
 
     ``runner`` is the worker in this process (``generators.local.LocalRunner``) or the workers on
-    Redis (``bot.remote.RemoteWorker`` with ``queue.backend: redis``); the service knows neither.
+    Redis (``generators.streams.submit.RedisRunner``, ``queue.backend: redis``); the service knows
+    neither.
     """
 
     def __init__(self, store: Store, runner: Runner, limits: LimitsConfig, budget_bytes: int) -> None:

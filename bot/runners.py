@@ -1,7 +1,8 @@
 """What the job service needs of wherever its jobs run: the worker in this process, or GPU workers on Redis.
 
 The service sees this one interface either way, so the bot side imports no torch: the local runner
-(``generators.local``) is built only by the composition root, the Redis one is ``bot.remote``.
+(``generators.local``) is built only by the composition root; the Redis one is
+``generators.streams.submit``.
 """
 
 from __future__ import annotations
@@ -10,22 +11,9 @@ import asyncio
 from typing import Protocol
 
 from generators.models import Catalog, ModelState
+from generators.queue import QueueView
 from generators.requests import Job, Progress
 from generators.streams.heartbeat import WorkerStatus
-
-
-class QueueView(Protocol):
-    """What adapters may ask of the queue: the order, the length, and a quick check for room."""
-
-    def check_room(self, owner: str) -> None:
-        """Raise QueueFull if ``owner`` may not queue another job now."""
-        ...
-
-    def order(self) -> list[Job]:
-        """Queued jobs in the order they will run."""
-        ...
-
-    def __len__(self) -> int: ...
 
 
 class Runner(Protocol):

@@ -7,7 +7,7 @@ It lives beside the worker because it holds one, and so imports torch: only the 
 from __future__ import annotations
 
 from generators.models import Catalog, ModelState
-from generators.queue import JobQueue
+from generators.queue import InProcessQueue, QueueView
 from generators.requests import Job
 from generators.streams.heartbeat import WorkerStatus
 from generators.worker import GenerationWorker
@@ -17,13 +17,16 @@ class LocalRunner:
     """The worker in this process: nothing survives a restart, so recovered jobs are queued again."""
 
     def __init__(self, worker: GenerationWorker) -> None:
+        if not isinstance(worker.queue, InProcessQueue):
+            raise TypeError("a local runner's worker takes from an in-process queue")
         self.worker = worker
         self.events = worker.events
+        self._queue = worker.queue
 
     @property
-    def queue(self) -> JobQueue:
-        """The worker's in-process queue."""
-        return self.worker.queue
+    def queue(self) -> QueueView:
+        """The worker's in-process queue, which the bot side inspects."""
+        return self._queue
 
     @property
     def catalog(self) -> Catalog:

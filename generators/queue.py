@@ -1,7 +1,8 @@
 """The job queue: fair round-robin order across users, caps, and batch selection.
 
-The worker only sees the :class:`JobQueue` interface, so another backend (Redis Streams, for several GPU
-machines) can take the in-process queue's place without the adapters or the worker changing.
+The worker takes from a :class:`JobQueue` and the bot side inspects a :class:`QueueView`; the in-process
+queue is both. With Redis the two ends are apart (``generators.streams``): workers take from
+``RedisQueue``, bots submit through ``RedisRunner`` and inspect its ``QueueSnapshot``.
 
 Switching models costs seconds, so the worker may prefer jobs whose model is loaded: a job at the head
 of the fair order whose model is not loaded can be overtaken by jobs of a loaded model, but each waiting
@@ -108,11 +109,11 @@ def queue_full(total: int) -> QueueFull:
 
 
 class JobQueue(Protocol):
-    """Where jobs wait for the worker."""
+    """What the worker takes jobs from (and, in one process, what its ``submit`` puts them into).
 
-    def check_room(self, owner: str) -> None:
-        """Raise QueueFull if ``owner`` may not queue another job now."""
-        ...
+    On Redis a worker only takes: the bots put jobs in (``generators.streams.submit``) and tell their
+    positions, and a cancel reaches a running job through ``RedisQueue.on_cancel``.
+    """
 
     def put(self, job: Job, *, force: bool = False) -> int:
         """Queue ``job`` (``force`` skips the caps, for recovered jobs); return its position."""
@@ -129,6 +130,18 @@ class JobQueue(Protocol):
         ...
 
     def order(self) -> list[Job]:
+        """Queued jobs in the order they will run, for the positions the worker tells."""
+        ...
+
+
+class QueueView(Protocol):
+    """What the bot side inspects before and after submitting: room for an owner, the order, the length."""
+
+    def check_room(self, owner: str) -> None:
+        """Raise QueueFull if ``owner`` may not queue another job now."""
+        ...
+
+    def order(self) -> list[Job]:
         """Queued jobs in the order they will run."""
         ...
 
@@ -136,7 +149,8 @@ class JobQueue(Protocol):
 
 
 class InProcessQueue:
-    """Round-robin by owner: someone with 20 queued jobs delays a newcomer by one job, not 20."""
+    """Both ends in one process, round-robin by owner: someone with 20 queued jobs delays a newcomer by
+    one job, not 20."""
 
     def __init__(self, *, per_user: int, total: int, switch_after: int | None = None) -> None:
         self.per_user = per_user

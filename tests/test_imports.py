@@ -10,7 +10,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Everything ``memebot run`` imports with ``queue.backend: redis``: adapters, job service, Redis side.
-BOT_SIDE = ["bot.discord", "bot.reddit", "bot.web", "bot.jobs", "bot.remote", "bot.__main__"]
+BOT_SIDE = [
+    "bot.discord",
+    "bot.reddit",
+    "bot.web",
+    "bot.jobs",
+    "generators.streams.submit",
+    "bot.__main__",
+]
 HEAVY = ["torch", "diffusers", "transformers"]
 
 

@@ -1,7 +1,5 @@
 """A worker's link back to the bots: its events to their streams, its results into Redis, its heartbeat.
 
-It tells the queue which models the worker serves (the pool's), so the worker only takes their jobs.
-
 Result files never ride in a stream entry: their bytes go to their own keys (expiring after
 ``result_ttl_s``) and the Finished event names them; the bot writes them to its own disk.
 """
@@ -24,7 +22,7 @@ from generators.requests import TERMINAL, Finished, GenerationResult, MediaFile,
 from generators.streams.codec import encode
 from generators.streams.heartbeat import WorkerStatus, announce, withdraw
 from generators.streams.keys import Keys
-from generators.streams.queue import RedisQueue
+from generators.streams.take import RedisQueue
 from generators.streams.tasks import file_io, stop_tasks
 from generators.worker import GenerationWorker
 
@@ -63,8 +61,6 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Relay:
-        self.queue.serve(self.worker.models.catalog.names, switch_after=self.worker.config.switch_after)
-        self.queue.on_cancel(self.worker.cancel)
         with contextlib.suppress(RedisError):  # bots accept this worker's models from now on
             await self._announce()
         self._tasks = [

@@ -1,4 +1,7 @@
-"""The bot's side of the Redis queue (``queue.backend: redis``): GPU workers elsewhere run the jobs.
+"""The bot's side of the Redis queue (``queue.backend: redis``): submit, inspect, cancel, hear back.
+
+GPU workers elsewhere run the jobs (their side is :mod:`generators.streams.take` and
+:mod:`generators.streams.relay`); this module imports no torch, so a bot on Redis ships none.
 
 Submitting appends to the owner's stream of the job's model through a script that checks both caps, so
 several bot processes share one per-user and one global limit (counted over every model). A job whose
@@ -18,7 +21,6 @@ import json
 import logging
 import math
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -26,7 +28,6 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from bot.store import Store
 from generators.errors import BadRequest, QueueFull
 from generators.models import Catalog, ModelState
 from generators.queue import queue_full, user_queue_full
@@ -74,12 +75,6 @@ def no_worker(model: str, served: list[str]) -> NoWorker:
     )
 
 
-async def instance_name(store: Store) -> str:
-    """This bot's name on Redis, kept in its store: a restart reads the same events stream."""
-    await store.kv_add("redis", "instance", secrets.token_hex(6))
-    return str(await store.kv_get("redis", "instance"))
-
-
 class QueueSnapshot:
     """The shared queue as last read: what adapters show, and a quick check before the atomic one."""
 
@@ -107,8 +102,12 @@ class QueueSnapshot:
         self._order = order
 
 
-class RemoteWorker:
-    """The job service's runner when workers take jobs from Redis; use as ``async with``."""
+class RedisRunner:
+    """The job service's runner when workers take jobs from Redis; use as ``async with``.
+
+    ``instance`` names this bot's events stream: keep it across restarts (the composition root keeps
+    it in the store) so a restart reads on where it stopped.
+    """
 
     def __init__(
         self,
@@ -162,7 +161,7 @@ class RemoteWorker:
         """Workers whose heartbeat has not expired, as of the last refresh."""
         return list(self._workers)
 
-    async def __aenter__(self) -> RemoteWorker:
+    async def __aenter__(self) -> RedisRunner:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists since an earlier start
             await self.client.xgroup_create(self.stream, BOT_GROUP, id="0", mkstream=True)
         await self.refresh()

@@ -1,6 +1,6 @@
 """A GPU worker's side of the Redis queue: fair batches in, acknowledgements out.
 
-A worker serves some models (:meth:`RedisQueue.serve`) and sees only their jobs. ``take`` looks at
+A worker serves some models (named when its queue is made) and sees only their jobs. ``take`` looks at
 those waiting in their fair order (one per owner and model per round, across every bot; the models'
 lanes interleave by turn), picks a batch with :func:`~generators.queue.pick` as
 :class:`~generators.queue.InProcessQueue` does, so a loaded model may go first within ``switch_after``,
@@ -105,17 +105,29 @@ def _out_of_turn(waiting: Sequence[_Waiting], batch: Collection[str]) -> set[str
 class RedisQueue:
     """The :class:`~generators.queue.JobQueue` a worker takes from; use as ``async with``.
 
-    Bots queue, rank and remove jobs (``bot.remote``); a worker only takes them, so ``put`` and
-    ``check_room`` refuse, and ``order``, ``remove`` and ``len`` see nothing here. Call :meth:`serve`
-    before the first ``take`` (the relay does, with its worker's models).
+    It takes only jobs of ``models``, letting a loaded one's jobs go first within ``switch_after``.
+    Bots queue, rank and remove jobs (:mod:`generators.streams.submit`); a cancel for a job this worker
+    runs goes to the callback given to :meth:`on_cancel`.
     """
 
     def __init__(
-        self, client: Redis, keys: Keys, *, name: str, claim_idle_s: float, max_deliveries: int
+        self,
+        client: Redis,
+        keys: Keys,
+        *,
+        name: str,
+        models: Iterable[str],
+        claim_idle_s: float,
+        max_deliveries: int,
+        switch_after: int | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
         self.name = name
+        self.models = tuple(models)
+        if not self.models:
+            raise ValueError("a worker must serve at least one model")
+        self.switch_after = switch_after
         self.claim_idle_s = claim_idle_s
         self.max_deliveries = max_deliveries
         #: Idle workers look for new and abandoned jobs at least this often.
@@ -128,16 +140,7 @@ class RedisQueue:
         self._pubsub: PubSub | None = None
         self._listener: asyncio.Task[None] | None = None
         self._reclaimed_at = 0.0
-        self.models: tuple[str, ...] = ()
-        self.switch_after: int | None = None
         self._overtaken: dict[str, int] = {}  # waiting job → jobs of a loaded model this worker took first
-
-    def serve(self, models: Iterable[str], *, switch_after: int | None = None) -> None:
-        """Take only jobs of ``models``, letting a loaded one's jobs go first within ``switch_after``."""
-        self.models = tuple(models)
-        self.switch_after = switch_after
-        if not self.models:
-            raise ValueError("a worker must serve at least one model")
 
     async def __aenter__(self) -> RedisQueue:
         self._pubsub = self.client.pubsub(ignore_subscribe_messages=True)
@@ -157,12 +160,8 @@ class RedisQueue:
 
     # -- the JobQueue protocol ----------------------------------------------------------------------
 
-    def check_room(self, owner: str) -> None:
-        """Workers do not queue jobs."""
-        raise RuntimeError("jobs are queued by a bot, not by a worker")
-
     def put(self, job: Job, *, force: bool = False) -> int:
-        """Workers do not queue jobs."""
+        """Workers do not queue jobs: bots do, through :mod:`generators.streams.submit`."""
         raise RuntimeError("jobs are queued by a bot, not by a worker")
 
     def remove(self, job_id: str) -> Job | None:
@@ -173,15 +172,10 @@ class RedisQueue:
         """Positions are the bots' to tell; a worker announces none."""
         return []
 
-    def __len__(self) -> int:
-        return 0
-
     async def take(
         self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None = None
     ) -> list[Job]:
         """Wait for work; return an abandoned job, or the fair next job plus compatible ones."""
-        if not self.models:
-            raise RuntimeError("serve() names the models this worker takes jobs of")
         while True:
             self._wake.clear()  # before looking: a job queued while we look wakes the wait below
             try:

@@ -12,18 +12,20 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from bot.__main__ import instance_name
 from bot.jobs import JobService
-from bot.remote import RemoteWorker, instance_name
 from bot.store import Store
 from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
 from generators.models import Catalog
 from generators.pipelines import DiffusersBackend
+from generators.pool import ModelPool
 from generators.presets import describe_model
 from generators.requests import TERMINAL, Finished, Job, Progress
 from generators.streams.heartbeat import WorkerStatus, announce
 from generators.streams.keys import Keys
-from generators.streams.queue import RedisQueue
 from generators.streams.relay import Relay, heartbeat_interval
+from generators.streams.submit import RedisRunner
+from generators.streams.take import RedisQueue
 from generators.worker import GenerationWorker
 from tests.helpers import TEST_SIZE
 
@@ -51,11 +53,25 @@ def images(job: Job) -> int:
     return job.request.n
 
 
-def taker(client: Redis, keys: Keys, name: str, claim_idle_s: float = 10.0) -> RedisQueue:
-    """A bare worker queue serving tiny, without a pipeline or a heartbeat."""
-    queue = RedisQueue(client, keys, name=name, claim_idle_s=claim_idle_s, max_deliveries=3)
-    queue.serve(["tiny"])
-    return queue
+def taker(
+    client: Redis,
+    keys: Keys,
+    name: str,
+    claim_idle_s: float = 10.0,
+    *,
+    models: Iterable[str] = ("tiny",),
+    switch_after: int | None = None,
+) -> RedisQueue:
+    """A bare worker queue serving ``models``, without a pipeline or a heartbeat."""
+    return RedisQueue(
+        client,
+        keys,
+        name=name,
+        models=models,
+        claim_idle_s=claim_idle_s,
+        max_deliveries=3,
+        switch_after=switch_after,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +87,7 @@ async def bot(
 ) -> AsyncIterator[JobService]:
     """A bot process: its own store and results under ``folder``, jobs run by Redis workers."""
     async with Store.open(folder / "jobs.db") as store:
-        remote = RemoteWorker(
+        runner = RedisRunner(
             client,
             keys,
             instance=await instance_name(store),
@@ -81,8 +97,8 @@ async def bot(
             total=total,
             refresh_s=refresh_s,
         )
-        async with remote:
-            service = JobService(store, remote, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
+        async with runner:
+            service = JobService(store, runner, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
             async with service:
                 yield service
 
@@ -100,11 +116,19 @@ async def worker(
     **config: object,
 ) -> AsyncIterator[Relay]:
     """A GPU worker process's parts: the Redis queue, the generation worker and its relay."""
-    queue = RedisQueue(client, keys, name=name, claim_idle_s=claim_idle_s, max_deliveries=max_deliveries)
+    pool = ModelPool.serving(backend)
     settings = WorkerConfig(results_dir=spool / name).model_copy(update=config)
-    generation = GenerationWorker(
-        backend, queue, config=settings, limits=LimitsConfig(), render=RenderConfig()
+    queue = RedisQueue(
+        client,
+        keys,
+        name=name,
+        models=pool.catalog.names,
+        claim_idle_s=claim_idle_s,
+        max_deliveries=max_deliveries,
+        switch_after=settings.switch_after,
     )
+    generation = GenerationWorker(pool, queue, config=settings, limits=LimitsConfig(), render=RenderConfig())
+    queue.on_cancel(generation.cancel)
     relay = Relay(
         client, keys, queue, generation, result_ttl_s=600, heartbeat_s=heartbeat_interval(claim_idle_s)
     )

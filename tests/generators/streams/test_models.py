@@ -8,12 +8,12 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.metrics import Metrics
-from bot.remote import RemoteWorker
 from generators.errors import BadRequest
 from generators.pipelines import DiffusersBackend
 from generators.requests import Job, Started
 from generators.streams.heartbeat import WorkerStatus, withdraw
 from generators.streams.keys import Keys
+from generators.streams.submit import RedisRunner
 from tests.bot.test_metrics import samples
 from tests.generators.streams.cluster import BOTH, Heard, bot, images, stand_in, steps, taker, worker
 
@@ -36,7 +36,7 @@ async def test_each_model_s_jobs_run_on_its_own_worker_in_fair_order(
             owners[record.id], models[record.id] = owner, record.job.request.model
         await withdraw(client, keys, "stand-in")
         runner = service.runner
-        assert isinstance(runner, RemoteWorker)
+        assert isinstance(runner, RedisRunner)
         await runner.refresh()
         # One line for /queue: the lanes of both models by turn, one job per lane per round.
         shown = [(owners[job.id], models[job.id]) for job in runner.queue.order()]
@@ -98,8 +98,7 @@ async def test_a_worker_of_several_models_lets_the_loaded_one_go_first_within_sw
         for owner, text in (("a", "clip --video"), ("b", "b0"), ("c", "c0"), ("d", "d0")):
             record = await service.submit(service.parse(text), owner=owner, platform="cli", reply_to={})
             names[record.id] = text.split()[0]
-        queue = taker(client, keys, "both")
-        queue.serve(["tiny", "tiny-video"], switch_after=1)
+        queue = taker(client, keys, "both", models=["tiny", "tiny-video"], switch_after=1)
 
         def loaded(job: Job) -> bool:
             return job.request.model == "tiny"

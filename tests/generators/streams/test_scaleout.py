@@ -21,7 +21,7 @@ from generators.requests import Cancelled, Failed, Finished, Started, Step
 from generators.streams.codec import encode
 from generators.streams.heartbeat import live_workers
 from generators.streams.keys import GROUP, Keys
-from generators.streams.queue import DEAD_REASON, RedisQueue
+from generators.streams.take import DEAD_REASON, RedisQueue
 from tests.generators.streams.cluster import (
     BOTH,
     Heard,
@@ -126,8 +126,7 @@ async def test_a_poison_job_goes_to_the_dead_letter_stream_and_its_owner_is_told
         service.subscribe("cli", heard)
         poison = await service.submit(service.parse("poison"), owner="mallory", platform="cli", reply_to={})
         for ghost in ("ghost1", "ghost2"):  # each takes the job and dies (no heartbeat, no answer)
-            queue = RedisQueue(client, keys, name=ghost, claim_idle_s=0.2, max_deliveries=2)
-            queue.serve(["tiny"])
+            queue = RedisQueue(client, keys, name=ghost, models=["tiny"], claim_idle_s=0.2, max_deliveries=2)
             assert [job.id for job in await queue.take(lambda job: 0, lambda job: 1, 1)] == [poison.id]
             await asyncio.sleep(0.25)
         async with worker(tiny_backend, client, keys, "w1", tmp_path, claim_idle_s=0.2, max_deliveries=2):
