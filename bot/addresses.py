@@ -9,36 +9,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, Unpack, cast
 
 
-class DiscordInteraction(TypedDict):
+class _DiscordCommon(TypedDict):
+    message_id: str  # the job's message: where progress and the result go
+    channel_id: str
+    guild_id: str | None
+    user_id: str
+    created: float
+    spoiler: bool
+    age_restricted: bool
+
+
+class DiscordInteraction(_DiscordCommon):
     """A slash command or button: the job's message is the interaction's original response."""
 
     kind: Literal["interaction"]
     application_id: str
     #: Valid for 15 minutes; retention removes it from the store once it is dead.
     token: NotRequired[str]
-    message_id: str
-    channel_id: str
-    guild_id: str | None
-    user_id: str
-    created: float
-    spoiler: bool
-    age_restricted: bool
 
 
-class DiscordMessage(TypedDict):
+class DiscordMessage(_DiscordCommon):
     """A meme-channel prompt: the job's message is the bot's own reply to it."""
 
     kind: Literal["message"]
-    message_id: str
-    channel_id: str
-    guild_id: str | None
-    user_id: str
-    created: float
-    spoiler: bool
-    age_restricted: bool
 
 
 DiscordAddress = DiscordInteraction | DiscordMessage
@@ -59,51 +55,39 @@ class CliAddress(TypedDict):
 ReplyAddress = DiscordAddress | RedditAddress | CliAddress
 
 
-def discord_interaction(
-    *,
-    application_id: int,
-    token: str,
-    message_id: int,
-    channel_id: int | None,
-    guild_id: int | None,
-    user_id: int,
-    spoiler: bool,
-    age_restricted: bool,
-) -> DiscordInteraction:
+class _Where(TypedDict):
+    """Where a Discord job was asked for and how its result is shown (the builders' arguments)."""
+
+    message_id: int
+    channel_id: int | None
+    guild_id: int | None
+    user_id: int
+    spoiler: bool
+    age_restricted: bool
+
+
+def discord_interaction(*, application_id: int, token: str, **where: Unpack[_Where]) -> DiscordInteraction:
     """The address of a job started by an interaction, stamped now (the token's life starts now)."""
     return DiscordInteraction(
-        kind="interaction",
-        application_id=str(application_id),
-        token=token,
-        message_id=str(message_id),
-        channel_id=str(channel_id),
-        guild_id=None if guild_id is None else str(guild_id),
-        user_id=str(user_id),
-        created=time.time(),
-        spoiler=spoiler,
-        age_restricted=age_restricted,
+        kind="interaction", application_id=str(application_id), token=token, **_discord_common(where)
     )
 
 
-def discord_message(
-    *,
-    message_id: int,
-    channel_id: int,
-    guild_id: int | None,
-    user_id: int,
-    spoiler: bool,
-    age_restricted: bool,
-) -> DiscordMessage:
+def discord_message(**where: Unpack[_Where]) -> DiscordMessage:
     """The address of a job started by a meme-channel message, answered in ``message_id``."""
-    return DiscordMessage(
-        kind="message",
-        message_id=str(message_id),
-        channel_id=str(channel_id),
+    return DiscordMessage(kind="message", **_discord_common(where))
+
+
+def _discord_common(where: _Where) -> _DiscordCommon:
+    guild_id = where["guild_id"]
+    return _DiscordCommon(
+        message_id=str(where["message_id"]),
+        channel_id=str(where["channel_id"]),
         guild_id=None if guild_id is None else str(guild_id),
-        user_id=str(user_id),
+        user_id=str(where["user_id"]),
         created=time.time(),
-        spoiler=spoiler,
-        age_restricted=age_restricted,
+        spoiler=where["spoiler"],
+        age_restricted=where["age_restricted"],
     )
 
 

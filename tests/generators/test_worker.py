@@ -329,10 +329,7 @@ async def test_stop_finishes_the_running_job(
     assert worker.state is WorkerState.RUNNING
     await worker.stop(grace=30)
     assert worker.state is WorkerState.CLOSED
-    remaining = []
-    while not worker.events.empty():
-        remaining.append(worker.events.get_nowait()[1])
-    assert isinstance(remaining[-1], Finished)
+    assert isinstance(left_over(worker)[-1], Finished)
 
 
 async def test_stop_abandons_a_batch_past_its_grace_and_tells_nobody(
@@ -345,11 +342,16 @@ async def test_stop_abandons_a_batch_past_its_grace_and_tells_nobody(
         pass
     await worker.stop(grace=0.01)
     assert worker.state is WorkerState.CLOSED
-    remaining = []
-    while not worker.events.empty():
-        remaining.append(worker.events.get_nowait()[1])
     # The store still says RUNNING, so the next start runs it again: no terminal event now.
-    assert not any(isinstance(e, Finished | Cancelled | Failed) for e in remaining)
+    assert not any(isinstance(e, Finished | Cancelled | Failed) for e in left_over(worker))
+
+
+def left_over(worker: GenerationWorker) -> list[Progress]:
+    """The events still queued once the worker stopped."""
+    events = []
+    while not worker.events.empty():
+        events.append(worker.events.get_nowait()[1])
+    return events
 
 
 async def test_a_clip_job_renders_every_frame(
