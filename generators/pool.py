@@ -121,6 +121,15 @@ class ModelPool:
         entry = self._entries[name]
         return entry.load_s if entry.load_s is not None else GUESSED_LOAD_S
 
+    def size_hint(self, name: str) -> str:
+        """How big loading ``name`` is, as far as known before loading it: the last load's or the folder's."""
+        entry = self._entries[name]
+        size = entry.memory_bytes
+        folder = entry.config.path if entry.config is not None else None
+        if size is None and folder is not None and folder.is_dir():
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        return f"{size / 1e9:.2f} GB" if size else ""
+
     def states(self) -> list[ModelState]:
         """How each model is doing, for /info, /metrics and the worker's heartbeat."""
         return [

@@ -180,6 +180,18 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Phase:
+    """Work outside the denoising steps, which can take longer than the steps at real size.
+
+    ``name`` is ``loading`` (the job's model; ``detail`` names it and its size), ``decoding`` (the
+    VAE turns the last latents into pixels) or ``encoding`` (``detail``: the grid or the clip).
+    """
+
+    name: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Preview:
     """A low-cost PNG of the current latents."""
 
@@ -207,5 +219,5 @@ class Cancelled:
     """The job was cancelled before it finished."""
 
 
-Progress: TypeAlias = Queued | Started | Step | Preview | Finished | Failed | Cancelled
+Progress: TypeAlias = Queued | Started | Step | Phase | Preview | Finished | Failed | Cancelled
 TERMINAL = (Finished, Failed, Cancelled)

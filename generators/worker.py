@@ -37,6 +37,7 @@ from generators.requests import (
     Finished,
     Job,
     Kind,
+    Phase,
     Preview,
     Progress,
     Queued,
@@ -303,6 +304,10 @@ class GenerationWorker:
         estimate = self.rates.estimate(self.batch_key(jobs[0]), spec.steps, len(items))
         self._busy_until = started + self.models.load_estimate(model) + (estimate or 0.0)
         self.publish_positions()
+        if not self.models.is_loaded(model):
+            size = self.models.size_hint(model)
+            for job in jobs:
+                self._emit(job.id, Phase("loading", f"model {model}" + (f" ({size})" if size else "")))
         try:  # the jobs count as running while their model loads: a load is part of their time
             backend = await self.loop.run_in_executor(self._gpu, self.models.acquire, model)
         except ModelLoadError as error:
@@ -346,6 +351,7 @@ class GenerationWorker:
                 task.add_done_callback(self._renders.discard)
 
     async def _render(self, job: Job, plan: Plan, frames: list[list[Image.Image]], elapsed: float) -> None:
+        self._emit(job.id, Phase("encoding", "clip" if job.request.kind is Kind.VIDEO else "grid"))
         work = functools.partial(
             render_job,
             job,
@@ -398,6 +404,8 @@ class GenerationWorker:
             done = chunk * steps + step
             for job_id in first_slots:
                 self._threadsafe(job_id, Step(done, chunks * steps))
+                if step == steps:  # the pipeline decodes the latents next, which takes a while
+                    self._threadsafe(job_id, Phase("decoding"))
             every = self.config.preview_every
             if every and step % every == 0 and step < steps:
                 for job_id, index in first_slots.items():

@@ -12,10 +12,21 @@ import re
 import time
 from collections.abc import Sequence
 
+from bot.progress import bar, phase_words, place_words, started_words
 from generators.config import LimitsConfig
 from generators.grammar import help_text
 from generators.models import Catalog, ModelState
-from generators.requests import Cancelled, Failed, GenerationRequest, Preview, Progress, Queued, Started, Step
+from generators.requests import (
+    Cancelled,
+    Failed,
+    GenerationRequest,
+    Phase,
+    Preview,
+    Progress,
+    Queued,
+    Started,
+    Step,
+)
 from generators.streams.heartbeat import WorkerStatus
 from generators.text import clip
 
@@ -30,25 +41,31 @@ _BREAK = "\u200b"
 
 
 def progress_text(event: Progress, request: GenerationRequest, now: float | None = None) -> str:
-    """The in-progress message for ``event``."""
+    """The in-progress message for ``event``: the words of ``bot.progress``, dressed for Discord."""
     head = prompt_line(request.prompt)
+    now = now or time.time()
     match event:
         case Queued(position=position, eta_s=eta):
-            ahead = "next in line" if position == 0 else f"{position} ahead of you"
-            when = f", starting <t:{int((now or time.time()) + eta)}:R>" if eta else ""
-            return f"{head}\n⏳ Queued: {ahead}{when}"
-        case Started():
-            return f"{head}\n🎨 Generating…"
+            when = f", starting <t:{int(now + eta)}:R>" if eta else ""
+            return f"{head}\n⏳ Queued: {place_words(position)}{when}"
+        case Started(batch_size=size):
+            return f"{head}\n🎨 {_sentence(started_words(size))}…"
+        case Phase():
+            # Discord keeps a relative timestamp current on its own: the phase's elapsed time, live.
+            return f"{head}\n⚙️ {_sentence(escape(phase_words(event)))}… (started <t:{int(now)}:R>)"
         case Preview(step=i):
             return f"{head}\n🎨 step {i} (preview below)"
         case Step(i=i, n=n):
-            filled = round(BAR * i / n)
-            return f"{head}\n🎨 `{'▰' * filled}{'▱' * (BAR - filled)}` step {i}/{n}"
+            return f"{head}\n🎨 `{bar(i, n, full='▰', empty='▱', width=BAR)}` step {i}/{n}"
         case Failed(reason=reason):
             return f"{head}\n❌ {escape(clip(reason, 500))}"
         case Cancelled():
             return f"{head}\n✖ Cancelled."
     return head
+
+
+def _sentence(words: str) -> str:
+    return words[:1].upper() + words[1:]
 
 
 def result_text(request: GenerationRequest, *, seed: int, job_id: str, user_id: int, command: str) -> str:

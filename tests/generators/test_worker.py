@@ -25,6 +25,7 @@ from generators.requests import (
     GenerationRequest,
     Job,
     Kind,
+    Phase,
     Preview,
     Progress,
     Queued,
@@ -462,3 +463,20 @@ def drain(worker: GenerationWorker) -> list[tuple[str, Progress]]:
     while not worker.events.empty():
         events.append(worker.events.get_nowait())
     return events
+
+
+async def test_the_work_after_the_steps_and_a_model_load_show_as_phases(
+    make_worker: Callable[..., GenerationWorker],
+) -> None:
+    pool, _ = loading_pool(tiny=ModelConfig(name="tiny", size=TEST_SIZE, steps=2))
+    worker = make_worker(pool)
+    worker.start()
+    worker.submit(job("p", n=2, model="tiny"))
+    events = (await collect(worker.events, {"p"}))["p"]
+    shown = [e for e in events if isinstance(e, Phase | Step | Finished)]
+    assert shown[0] == Phase("loading", "model tiny")  # not loaded yet: its size is not known either
+    assert shown[1:] == [Step(1, 2), Step(2, 2), Phase("decoding"), Phase("encoding", "grid"), shown[-1]]
+    assert isinstance(shown[-1], Finished)
+    worker.submit(job("q", model="tiny"))  # loaded now: no loading phase
+    again = (await collect(worker.events, {"q"}))["q"]
+    assert not any(isinstance(e, Phase) and e.name == "loading" for e in again)

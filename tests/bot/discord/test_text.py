@@ -70,3 +70,12 @@ def test_a_result_caption_fits_whatever_was_typed() -> None:
 def test_a_failure_reason_is_escaped_and_clipped() -> None:
     text = progress_text(Failed("@everyone " + "x" * 6000), GenerationRequest(prompt="<@&1>"))
     assert len(text) < 1000 and "@everyone" not in text and "<@&" not in text
+
+
+def test_a_phase_shows_its_words_and_a_live_elapsed_time() -> None:
+    from bot.discord._text import progress_text
+    from generators.requests import GenerationRequest, Phase
+
+    text = progress_text(Phase("loading", "model sd_turbo (4.96 GB)"), GenerationRequest("a cat"), now=1000.0)
+    # Escaped as every echoed name is, and timed live by Discord's relative timestamp.
+    assert text.endswith("⚙️ Loading model sd\\_turbo \\(4.96 GB\\)… (started <t:1000:R>)")
