@@ -145,6 +145,12 @@ class LimitsConfig(Section):
     max_aspect: float = Field(3.0, ge=1.0, description="Longest side over shortest side.")
     max_side: int = Field(1024, ge=64, description="Largest width or height in pixels.")
     max_caption_chars: int = Field(120, ge=1)
+    max_image_bytes: int = Field(8 * MIB, ge=1024, description="Largest picture a member may send.")
+    max_image_pixels: int = Field(
+        4096 * 4096,
+        ge=64 * 64,
+        description="Most pixels a member's picture may declare (checked before decoding).",
+    )
     allow_video: bool = True
 
     @model_validator(mode="after")

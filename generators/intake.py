@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from generators.config import LimitsConfig
 from generators.errors import BadRequest
 
 MIB = 1024 * 1024
@@ -49,6 +50,11 @@ class IntakeLimits:
     max_bytes: int = 8 * MIB
     max_pixels: int = 4096 * 4096
     timeout_s: float = 15.0
+
+    @classmethod
+    def of(cls, limits: LimitsConfig) -> IntakeLimits:
+        """The configured caps (``limits.max_image_bytes``, ``limits.max_image_pixels``)."""
+        return cls(max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
 
 
 def allowed(url: str, hosts: Collection[str]) -> bool:
@@ -111,7 +117,7 @@ def decode(data: bytes, *, limits: IntakeLimits) -> Image.Image:
             image = Image.open(io.BytesIO(data))  # reads the header only
             width, height = image.size
             if width * height > limits.max_pixels:
-                raise BadImage(f"the image is {width}×{height} pixels; the limit is {side}×{side}")
+                decode_header_refusal(width, height, limits.max_pixels)
             image.seek(0)  # an animation's first frame
             image.load()
     except Image.DecompressionBombError as error:
@@ -121,6 +127,12 @@ def decode(data: bytes, *, limits: IntakeLimits) -> Image.Image:
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise BadImage("that image is damaged or cut short; try another one") from error
     return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def decode_header_refusal(width: int, height: int, max_pixels: int) -> None:
+    """Raise the pixel-count refusal for a picture whose size is known without its bytes."""
+    side = int(max_pixels**0.5)
+    raise BadImage(f"the image is {width}×{height} pixels; the limit is {side}×{side}")
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:

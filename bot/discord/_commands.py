@@ -10,13 +10,13 @@ from typing import Any
 
 import discord
 from discord import app_commands
-from PIL import Image
 
 from bot.discord._cogs import KIND_WORDS, FeatureCog, job_choices, model_choices
 from bot.discord._policy import GuildSettings
 from bot.discord._requests import checked_job_id
 from generators import render
 from generators.errors import BadRequest, NotFound, UserError
+from generators.intake import MIB, IntakeLimits, decode, decode_header_refusal
 from generators.requests import GenerationRequest, Kind
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,8 @@ class Generation(FeatureCog):
         self.requests.limits.take(interaction.user.id, interaction.guild_id)
         await interaction.response.defer(thinking=True)
         data = await source.read() if isinstance(source, discord.Attachment) else await _read(source)
-        budget = interaction.filesize_limit
-        encoded = await asyncio.to_thread(_caption_bytes, data, top or "", bottom or "", budget)
+        budget, limits = interaction.filesize_limit, IntakeLimits.of(self.service.limits)
+        encoded = await asyncio.to_thread(_caption_bytes, data, top or "", bottom or "", budget, limits)
         spoiler = hidden or self.requests.spoiler(interaction.channel, guild)
         file = discord.File(io.BytesIO(encoded.data), filename=f"meme.{encoded.ext}", spoiler=spoiler)
         await interaction.edit_original_response(content=None, attachments=[file])
@@ -165,8 +165,13 @@ class Generation(FeatureCog):
     ) -> tuple[discord.Attachment | Path, bool]:
         """What to caption, and whether the result must be spoilered (a result made under NSFW rules)."""
         if image is not None:
-            if not (image.content_type or "").startswith("image/") or image.size > 20 * 1024 * 1024:
-                raise BadRequest("attach a picture (PNG, JPEG, GIF or WebP) under 20 MiB")
+            limits = self.service.limits
+            if not (image.content_type or "").startswith("image/") or image.size > limits.max_image_bytes:
+                cap = limits.max_image_bytes / MIB
+                raise BadRequest(f"attach a picture (PNG, JPEG, GIF or WebP) under {cap:g} MiB")
+            if (image.width or 0) * (image.height or 0) > limits.max_image_pixels:
+                # Discord read the header for us: refused without downloading it at all.
+                decode_header_refusal(image.width or 0, image.height or 0, limits.max_image_pixels)
             return image, False
         record = await self.service.store.get(checked_job_id(job)) if job else None
         if record is None or record.result is None:
@@ -197,7 +202,6 @@ async def _read(path: Path) -> bytes:
     return await asyncio.to_thread(path.read_bytes)
 
 
-def _caption_bytes(data: bytes, top: str, bottom: str, budget: int) -> render.Encoded:
-    with Image.open(io.BytesIO(data)) as image:
-        picture = image.convert("RGB")
+def _caption_bytes(data: bytes, top: str, bottom: str, budget: int, limits: IntakeLimits) -> render.Encoded:
+    picture = decode(data, limits=limits)  # a bomb or a non-image is refused here, before decoding
     return render.encode_image(render.caption(picture, top=top, bottom=bottom), budget_bytes=budget)

@@ -154,6 +154,8 @@ class FakeDiscord:
         self.messages: dict[int, FakeMessage] = {}
         self.interactions: dict[int, FakeInteraction] = {}
         self.attachments: dict[int, FakeAttachment] = {}
+        #: Ids of the attachments the bot downloaded, in order.
+        self.attachment_downloads: list[int] = []
         self.requests: list[RestCall] = []
         #: Requests Discord would refuse (answered 400): "METHOD path [template]: problem".
         self.violations: list[str] = []
@@ -222,6 +224,7 @@ class FakeDiscord:
 
     async def _serve_attachment(self, request: web.Request) -> web.Response:
         attachment = self.attachments.get(int(request.match_info["attachment_id"]))
+        self.attachment_downloads.append(int(request.match_info["attachment_id"]))
         if attachment is None:
             return web.Response(status=404)
         return web.Response(

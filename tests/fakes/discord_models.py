@@ -10,6 +10,7 @@ import itertools
 import mimetypes
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -351,9 +352,11 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError):
+        with warnings.catch_warnings():  # only the header is read, as Discord does for its metadata
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return img.size
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         return None
 
 

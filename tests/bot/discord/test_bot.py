@@ -520,3 +520,23 @@ async def test_spoilers_outside_age_restricted_channels(
         nsfw = await imagine(env, {"prompt": "a cat", "n": 1}, channel_id=fake.channel("nsfw").id)
         assert not nsfw.attachments[0].filename.startswith("SPOILER_")
         fake.assert_clean()
+
+
+async def test_meme_refuses_a_pixel_bomb_and_a_text_file_with_one_clear_line(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    from tests.generators.test_intake import png_bomb
+
+    data = png_bomb(13000)  # seconds of compression: before the bot runs, so no heartbeat waits on it
+    async with discord_env(tiny_backend, tmp_path, fake):
+        bomb = fake.store_attachment("bomb.png", data)
+        ix = await fake.slash_command("meme", {"image": bomb, "top": "boom"})
+        # Refused from the size Discord reports, before a byte is downloaded.
+        refusal = await ix.wait_original(lambda m: "pixels" in m.content, timeout=30)
+        assert "13000×13000 pixels; the limit is 4096×4096" in refusal.content and not refusal.attachments
+        assert fake.attachment_downloads == []
+        text = fake.store_attachment("notes.png", b"this is text, not a picture")
+        ix = await fake.slash_command("meme", {"image": text, "top": "hm"})
+        assert "not an image" in (await ix.followup(timeout=30)).content
+        assert fake.attachment_downloads == [text.id]  # this one was fetched, to be read
+        fake.assert_clean()
