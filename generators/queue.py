@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from generators.errors import QueueFull
 from generators.requests import Job
@@ -109,7 +109,18 @@ def queue_full(total: int) -> QueueFull:
 
 
 class JobQueue(Protocol):
-    """What the worker takes jobs from (and, in one process, what its ``submit`` puts them into).
+    """What the worker takes jobs from: in this process, or Redis streams the bots fill."""
+
+    async def take(
+        self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None = None
+    ) -> list[Job]:
+        """Wait for work; return the next batch (see :func:`pick`), up to ``max_images`` images."""
+        ...
+
+
+@runtime_checkable
+class WaitingLine(Protocol):
+    """A queue the worker's own process fills: the worker then queues, ranks and withdraws jobs itself.
 
     On Redis a worker only takes: the bots put jobs in (``generators.streams.submit``) and tell their
     positions, and a cancel reaches a running job through ``RedisQueue.on_cancel``.
@@ -117,12 +128,6 @@ class JobQueue(Protocol):
 
     def put(self, job: Job, *, force: bool = False) -> int:
         """Queue ``job`` (``force`` skips the caps, for recovered jobs); return its position."""
-        ...
-
-    async def take(
-        self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None = None
-    ) -> list[Job]:
-        """Wait for work; return the next batch (see :func:`pick`), up to ``max_images`` images."""
         ...
 
     def remove(self, job_id: str) -> Job | None:

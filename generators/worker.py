@@ -29,7 +29,7 @@ from generators.grammar import format_request, size_for
 from generators.models import ModelInfo
 from generators.pipelines.backend import Backend, png_bytes
 from generators.pool import ModelPool
-from generators.queue import JobQueue
+from generators.queue import JobQueue, WaitingLine
 from generators.requests import (
     BatchSpec,
     Cancelled,
@@ -137,6 +137,8 @@ class GenerationWorker:
     ) -> None:
         self.models = models if isinstance(models, ModelPool) else ModelPool.serving(models)
         self.queue = queue
+        #: The in-process queue, which this worker fills and ranks itself; None on Redis.
+        self.line = queue if isinstance(queue, WaitingLine) else None
         self.config = config
         self.limits = limits
         self.render = render
@@ -166,13 +168,15 @@ class GenerationWorker:
 
     def submit(self, job: Job, *, force: bool = False) -> int:
         """Queue a job (``force`` skips the caps, for recovered jobs); return its position."""
-        position = self.queue.put(job, force=force)
+        if self.line is None:
+            raise RuntimeError("this worker takes its jobs from Redis: bots queue them there")
+        position = self.line.put(job, force=force)
         self.publish_positions()
         return position
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job now, or a running one at its next step; False when it isn't either."""
-        if self.queue.remove(job_id) is not None:
+        if self.line is not None and self.line.remove(job_id) is not None:
             self._positions.pop(job_id, None)
             self._emit(job_id, Cancelled())
             self.publish_positions()
@@ -184,8 +188,10 @@ class GenerationWorker:
 
     def publish_positions(self) -> None:
         """Tell every waiting job whose place in line moved where it is now and when it should start."""
+        if self.line is None:
+            return  # on Redis the bots tell positions: they see the whole shared order
         eta: float | None = max(0.0, self._busy_until - time.monotonic())
-        order = self.queue.order()
+        order = self.line.order()
         waiting = {job.id for job in order}
         for job_id in [j for j in self._positions if j not in waiting]:
             del self._positions[job_id]

@@ -160,18 +160,6 @@ class RedisQueue:
 
     # -- the JobQueue protocol ----------------------------------------------------------------------
 
-    def put(self, job: Job, *, force: bool = False) -> int:
-        """Workers do not queue jobs: bots do, through :mod:`generators.streams.submit`."""
-        raise RuntimeError("jobs are queued by a bot, not by a worker")
-
-    def remove(self, job_id: str) -> Job | None:
-        """Nothing waits in a worker: a cancel reaches it through :meth:`on_cancel`."""
-        return None
-
-    def order(self) -> list[Job]:
-        """Positions are the bots' to tell; a worker announces none."""
-        return []
-
     async def take(
         self, key: BatchKey, size: JobSize, max_images: int, ready: Ready | None = None
     ) -> list[Job]:
