@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot import retention
+from bot.addresses import cli_path
 from bot.jobs import JobService
 from bot.logs import configure_logging
 from bot.progress import ProgressLine
@@ -116,7 +117,7 @@ async def imagine(settings: Settings, text: str, output: Path | None, quiet: boo
     """Generate one grid or clip from a command line and save it."""
     async with open_core(settings) as service:
         request = service.parse(text)
-        record = await service.submit(request, owner="cli", platform="cli", reply_to={"path": str(output)})
+        record = await service.submit(request, owner="cli", platform="cli", reply_to=cli_path(str(output)))
         bar = ProgressLine(sys.stderr, enabled=not quiet)
         async for event in service.watch(record.job.id):
             bar.show(event)

@@ -15,6 +15,7 @@ from generators.config import LimitsConfig
 from generators.errors import BadRequest
 from generators.grammar import size_for
 from generators.requests import GenerationRequest, Kind
+from generators.text import clip
 
 #: The work cap of a model that sets none and is not a preset, in megapixel-steps (see ModelInfo).
 DEFAULT_MAX_WORK = 64.0
@@ -101,7 +102,7 @@ class Catalog:
             return self.get(name)
         close = difflib.get_close_matches(name.lower(), self.names, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]}? " if close else ""
-        shown = name if len(name) <= 24 else name[:23] + "…"
+        shown = clip(name, 24)
         raise BadRequest(
             f"there is no model '{shown}' here: {hint}the models are {', '.join(self.names)}", flag="--model"
         )

