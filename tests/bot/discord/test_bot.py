@@ -297,25 +297,6 @@ async def test_results_fit_a_small_attachment_limit(
         fake.assert_clean()
 
 
-async def test_an_expired_token_falls_back_to_a_channel_message(
-    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
-) -> None:
-    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False) as env:
-        ix = await fake.slash_command("imagine", {"prompt": "a slow cat", "n": 1})
-        await ix.acknowledgement()
-        record = await newest_job(env.service)
-        await env.service.store.update_reply_to(record.id, {"created": 0})  # as if 15 minutes went by
-        ix.expire()
-        env.service.runner.worker.start()
-        general = fake.channel("general")
-        posted = await fake.wait_for(
-            lambda: next((m for m in fake.messages_in(general) if m.attachments and not m.webhook_id), None),
-            timeout=60,
-        )
-        assert f"<@{fake.alice.id}>" in posted.content
-        fake.assert_clean()
-
-
 async def test_a_burst_of_50_is_all_acknowledged_in_time(
     tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
 ) -> None:

@@ -246,6 +246,7 @@ async def test_an_expired_token_falls_back_to_a_post_that_pings_only_the_request
             timeout=60,
         )
         assert [u.id for u in posted.mentions] == [fake.alice.id] and "@here" not in posted.content
+        assert f"<@{fake.alice.id}>" in posted.content
         await delivered(env.service, record.id)
         assert_pings_at_most(fake, fake.alice.id)
         assert not ix.followups  # the post itself was the ping
