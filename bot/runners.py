@@ -40,6 +40,11 @@ class Runner(Protocol):
         """The workers serving this bot, as last heard of."""
         ...
 
+    @property
+    def warming(self) -> bool:
+        """Whether models are still loading and compiling before the first job (``/healthz`` says so)."""
+        ...
+
     async def submit(self, job: Job, *, force: bool = False) -> None:
         """Queue ``job`` (``force`` skips the caps); its place comes as a Queued event. Raises QueueFull."""
         ...

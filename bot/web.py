@@ -34,6 +34,7 @@ STORE = web.AppKey("store", Store)
 RESULTS = web.AppKey("results", Path)
 PUBLIC_URL = web.AppKey("public_url", str)
 LIMITS = web.AppKey("limits", LimitsConfig)
+WARMING: web.AppKey[Callable[[], bool]] = web.AppKey("warming")
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _TITLE_CHARS = 90  # what link previews show of a title
@@ -77,6 +78,7 @@ def create_app(
     public_url: str,
     limits: LimitsConfig,
     setup: Iterable[AppSetup] = (),
+    warming: Callable[[], bool] = lambda: False,
 ) -> web.Application:
     """The aiohttp application; run it with ``web.AppRunner``.
 
@@ -84,6 +86,7 @@ def create_app(
     """
     app = web.Application()
     app[STORE] = store
+    app[WARMING] = warming
     app[RESULTS] = results_dir.resolve()
     app[PUBLIC_URL] = public_url.rstrip("/")
     app[LIMITS] = limits
@@ -122,6 +125,7 @@ async def running(
         public_url=settings.web.public_url,
         limits=service.limits,
         setup=(functools.partial(add_metrics, metrics=metrics), *setup),
+        warming=lambda: service.runner.warming,
     )
     runner = web.AppRunner(
         app,
@@ -149,9 +153,12 @@ def page_url(public_url: str, job_id: str) -> str:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the server answers and the store can be read."""
+    """Readiness: the store can be read and the models are warm (503 ``warming`` while they load)."""
     stats = await request.app[STORE].stats()
-    return web.json_response({"ok": True, "jobs": stats}, content_type="application/json")
+    if request.app[WARMING]():
+        body = {"ok": False, "status": "warming", "jobs": stats}
+        return web.json_response(body, status=503, content_type="application/json")
+    return web.json_response({"ok": True, "status": "ready", "jobs": stats}, content_type="application/json")
 
 
 async def _finished(request: web.Request) -> tuple[JobRecord, GenerationResult]:

@@ -38,6 +38,11 @@ class LocalRunner:
         return self.worker.models.states()
 
     @property
+    def warming(self) -> bool:
+        """The worker's: loading and compiling its models before the first job."""
+        return self.worker.warming
+
+    @property
     def workers(self) -> list[WorkerStatus]:
         """This process's one worker."""
         models = self.worker.models

@@ -109,6 +109,11 @@ class ModelPool:
         """One model's description."""
         return self._entries[name].info
 
+    @property
+    def compiled(self) -> bool:
+        """Whether any model is compiled, so it must be warmed up before serving."""
+        return any(e.config is not None and e.config.compile != "off" for e in self._entries.values())
+
     def is_loaded(self, name: str) -> bool:
         """Whether a job for ``name`` would start without loading anything."""
         entry = self._entries.get(name)

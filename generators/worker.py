@@ -58,11 +58,12 @@ class WorkerState(enum.Enum):
     """Where the worker is in its life: RUNNING and TAKING alternate, then it only moves down the list."""
 
     UNOPENED = 1  # built, not started
-    RUNNING = 2  # loading models at start, or a batch is loading, denoising or going to the encoder
-    TAKING = 3  # waiting in queue.take(), where cancelling loses nothing
-    CLOSING = 4  # stop() was called: the batch in hand may finish, no new one is taken
-    ABANDONED = 5  # the batch outlived its grace: the inference thread stops at its next step
-    CLOSED = 6  # threads released
+    WARMING = 2  # loading (and compiling) models before the first job: not ready for traffic yet
+    RUNNING = 3  # a batch is loading its model, denoising or going to the encoder
+    TAKING = 4  # waiting in queue.take(), where cancelling loses nothing
+    CLOSING = 5  # stop() was called: the batch in hand may finish, no new one is taken
+    ABANDONED = 6  # the batch outlived its grace: the inference thread stops at its next step
+    CLOSED = 7  # threads released
 
 
 _STOPPING = (WorkerState.CLOSING, WorkerState.ABANDONED, WorkerState.CLOSED)
@@ -259,10 +260,16 @@ class GenerationWorker:
         return self._loop
 
     def start(self) -> None:
-        """Start draining the queue."""
+        """Start draining the queue (after loading and warming the models, when they must be first)."""
         self._loop = asyncio.get_running_loop()
-        self.state = WorkerState.RUNNING
+        warm = self.config.load_models == "at_start" or self.models.compiled
+        self.state = WorkerState.WARMING if warm else WorkerState.RUNNING
         self._task = asyncio.create_task(self._run(), name="memebot-worker")
+
+    @property
+    def warming(self) -> bool:
+        """Whether the models are still being loaded and compiled before the first job (/healthz)."""
+        return self.state is WorkerState.WARMING
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop taking jobs; let the running batch finish (within ``grace`` seconds), then release threads.
@@ -286,8 +293,11 @@ class GenerationWorker:
         self.state = WorkerState.CLOSED
 
     async def _run(self) -> None:
-        if self.config.load_models == "at_start":
+        if self.state is WorkerState.WARMING:
+            # A compiled model is warmed up here too: no member's job pays its compilation.
             await self.loop.run_in_executor(self._gpu, self.models.load_all)
+            if self.state is WorkerState.WARMING:
+                self.state = WorkerState.RUNNING
         max_images = self.config.max_batch if self.config.batching else 1
         while self.state not in _STOPPING:
             self.state = WorkerState.TAKING

@@ -161,6 +161,11 @@ class RedisRunner:
         """Workers whose heartbeat has not expired, as of the last refresh."""
         return list(self._workers)
 
+    @property
+    def warming(self) -> bool:
+        """Never: a worker warms up before its first heartbeat, so it is served only once warm."""
+        return False
+
     async def __aenter__(self) -> RedisRunner:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists since an earlier start
             await self.client.xgroup_create(self.stream, BOT_GROUP, id="0", mkstream=True)

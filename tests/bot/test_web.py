@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,9 @@ from bot import web
 from bot.jobs import JobService
 from bot.settings import Settings, WebConfig
 from bot.store import JobRecord, JobStatus
-from generators.config import WorkerConfig
-from generators.pipelines import DiffusersBackend
+from generators.config import ModelConfig, WorkerConfig
+from generators.pipelines import DiffusersBackend, load_backend
+from generators.pool import ModelPool
 from generators.requests import Finished, GenerationRequest, GenerationResult, MediaFile
 from tests.fakes.loopback import free_port
 from tests.helpers import open_service
@@ -161,7 +163,7 @@ async def test_healthz_and_extra_routes_come_before_the_result_routes(
             assert (response.status, await response.text()) == (200, "extra")
         async with http.get(f"{s.server.url}/healthz") as response:
             assert response.status == 200
-            assert await response.json() == {"ok": True, "jobs": {"done": 1}}
+            assert await response.json() == {"ok": True, "status": "ready", "jobs": {"done": 1}}
 
 
 async def test_port_zero_binds_a_free_port(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:
@@ -242,3 +244,26 @@ async def test_idle_and_half_sent_connections_are_closed(tmp_path: Path) -> None
 def test_the_timeouts_have_defaults() -> None:
     config = WebConfig()
     assert (config.idle_timeout_s, config.body_timeout_s) == (15.0, 10.0)
+
+
+async def test_healthz_says_warming_until_the_models_are_loaded_and_compiled(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def slow_loader(config: ModelConfig, name: str) -> DiffusersBackend:
+        release.wait(60)  # the test decides when loading (and compiling) is over
+        return load_backend(config.model_copy(update={"compile": "off"}), name)
+
+    compiled = ModelConfig(name="tiny", size=64, steps=1, compile="default")
+    pool = ModelPool({"tiny": compiled}, image="tiny", video=None, loader=slow_loader)
+    settings = Settings(web=WebConfig(enabled=True, port=0))
+    async with open_service(pool, tmp_path / "jobs.db", tmp_path) as service:
+        async with web.running(settings, service) as server, aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/healthz") as response:
+                assert (response.status, (await response.json())["status"]) == (503, "warming")
+            release.set()
+            while True:  # the worker reports ready once its warm-up call has run
+                async with http.get(f"{server.url}/healthz") as response:
+                    if response.status == 200:
+                        assert (await response.json())["status"] == "ready"
+                        break
+                await asyncio.sleep(0.05)
