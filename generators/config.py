@@ -164,7 +164,12 @@ class WorkerConfig(Section):
     """How the one worker schedules and batches jobs."""
 
     batching: bool = True
-    max_batch: int = Field(8, ge=1, description="Most images in one pipeline call.")
+    max_batch: int = Field(8, ge=1, description="Most images in one pipeline call (unless measured).")
+    measure_batch: bool = Field(
+        True,
+        description="On CUDA, measure the largest batch per model and size once (up to 64) and use it"
+        " instead of max_batch.",
+    )
     per_user_queue: int = Field(3, ge=1, description="Jobs one user may have queued at once.")
     global_queue: int = Field(200, ge=1, description="Jobs queued in all.")
     preview_every: int = Field(0, ge=0, description="Send a preview every K steps (0: off).")

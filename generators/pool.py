@@ -60,6 +60,7 @@ class ModelPool:
         loader: Loader = load_backend,
         retry_s: float = 60.0,
         warm_batches: tuple[int, ...] = (1,),
+        measure_batches: bool = False,
     ) -> None:
         self._entries = {name: _Entry(c, describe_model(c, name)) for name, c in configs.items()}
         self.image, self.video = image, video
@@ -69,6 +70,9 @@ class ModelPool:
         self.loader = loader
         self.retry_s = retry_s
         self.warm_batches = warm_batches
+        #: Whether batch sizes are measured (CUDA) rather than fixed; see :meth:`batch_limit`.
+        self.measure_batches = measure_batches
+        self._batch_limits: dict[tuple[str, int, int], int] = {}
         self._lru: OrderedDict[str, None] = OrderedDict()  # loaded models, least recently used first
 
     @classmethod
@@ -84,6 +88,7 @@ class ModelPool:
             max_memory_bytes=None if memory is None else int(memory * GIB),
             evict_to=worker.evict_to,
             warm_batches=tuple(sorted({1, worker.max_batch})),
+            measure_batches=worker.measure_batch and torch.cuda.is_available(),
         )
 
     @classmethod
@@ -185,6 +190,28 @@ class ModelPool:
             backend.generate(spec, [Slot("warm-up", "", seed) for seed in range(size)], _ignore_steps)
         log.info("model %s warmed up for batches of %s in %.1f s", name, sizes, time.perf_counter() - started)
 
+    def batch_limit(self, name: str, backend: Backend, spec: BatchSpec, fallback: int) -> int:
+        """The most images of ``spec``'s size one call of ``name`` fits in memory (inference thread).
+
+        Measured once per model and size, by doubling a one-step batch until memory runs out, then
+        halving the gap, up to :data:`MEASURED_CAP`; ``fallback`` where nothing is measured (CPUs).
+        """
+        if not self.measure_batches or backend.info.kind is Kind.VIDEO:
+            return fallback
+        key = (name, spec.width, spec.height)
+        if key not in self._batch_limits:
+            started = time.perf_counter()
+            self._batch_limits[key] = _largest_batch(backend, BatchSpec(spec.width, spec.height, 1))
+            log.info(
+                "model %s fits %d images of %dx%d per call (measured in %.1f s)",
+                name,
+                self._batch_limits[key],
+                spec.width,
+                spec.height,
+                time.perf_counter() - started,
+            )
+        return self._batch_limits[key]
+
     def load_all(self) -> None:
         """Load every model up to the budget, defaults first (``worker.load_models: at_start``)."""
         first = [n for n in (self.image, self.video) if n is not None]
@@ -244,7 +271,33 @@ class ModelPool:
 
 
 def _ignore_steps(step: int, steps: int, latents: torch.Tensor) -> None:
-    """Warm-up calls report no progress."""
+    """Warm-up and measuring calls report no progress."""
+
+
+#: The largest batch a measurement tries.
+MEASURED_CAP = 64
+
+
+def _fits(backend: Backend, spec: BatchSpec, size: int) -> bool:
+    try:
+        backend.generate(spec, [Slot("measuring", "", seed) for seed in range(size)], _ignore_steps)
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return False
+    return True
+
+
+def _largest_batch(backend: Backend, spec: BatchSpec) -> int:
+    """Double until a batch does not fit (or the cap), then search between the last fit and the miss."""
+    fits, size = 0, 1
+    while size <= MEASURED_CAP and _fits(backend, spec, size):
+        fits, size = size, size * 2
+    misses = min(size, MEASURED_CAP + 1)
+    while misses - fits > 1:
+        middle = (fits + misses) // 2
+        fits, misses = (middle, misses) if _fits(backend, spec, middle) else (fits, middle)
+    return max(1, fits)
 
 
 def _allocated() -> int:

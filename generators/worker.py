@@ -28,7 +28,7 @@ from generators.errors import ModelLoadError
 from generators.grammar import format_request, size_for
 from generators.models import ModelInfo
 from generators.pipelines.backend import Backend, png_bytes
-from generators.pool import ModelPool
+from generators.pool import MEASURED_CAP, ModelPool
 from generators.queue import JobQueue, WaitingLine
 from generators.requests import (
     BatchSpec,
@@ -298,7 +298,7 @@ class GenerationWorker:
             await self.loop.run_in_executor(self._gpu, self.models.load_all)
             if self.state is WorkerState.WARMING:
                 self.state = WorkerState.RUNNING
-        max_images = self.config.max_batch if self.config.batching else 1
+        max_images = self._max_images()
         while self.state not in _STOPPING:
             self.state = WorkerState.TAKING
             jobs = await self.queue.take(self.batch_key, self.images_of, max_images, self.ready)
@@ -330,7 +330,9 @@ class GenerationWorker:
             for job in jobs:
                 self._release(job.id, Failed(f"the model {model} could not be loaded: {error}", True))
             return
-        chunks = [items[i : i + self.config.max_batch] for i in range(0, len(items), self.config.max_batch)]
+        limit = functools.partial(self.models.batch_limit, model, backend, spec, self.config.max_batch)
+        per_call = await self.loop.run_in_executor(self._gpu, limit)  # measured once per size (CUDA)
+        chunks = [items[i : i + per_call] for i in range(0, len(items), per_call)]
         outcomes: dict[_Item, _Outcome] = {}
         deadline = self._deadline(len(jobs))
         for index, chunk in enumerate(chunks):
@@ -338,6 +340,12 @@ class GenerationWorker:
             call = functools.partial(self._call, backend, spec, chunk, progress, deadline)
             outcomes.update(await self.loop.run_in_executor(self._gpu, call))
         self._finish_batch(jobs, plans, outcomes, time.monotonic() - started)
+
+    def _max_images(self) -> int:
+        """Most images one take may gather: the calls then split them by what each model fits."""
+        if not self.config.batching:
+            return 1
+        return MEASURED_CAP if self.models.measure_batches else self.config.max_batch
 
     def _deadline(self, jobs: int) -> float | None:
         """When a call of ``jobs`` jobs must stop: each job brings ``max_job_s`` (0: never).

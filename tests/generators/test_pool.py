@@ -11,7 +11,7 @@ from PIL import Image
 
 from generators.config import ModelConfig, ModelsConfig, WorkerConfig
 from generators.errors import ModelLoadError
-from generators.pipelines import Backend, BatchSpec, Slot, StepCallback, load_backend
+from generators.pipelines import Backend, BatchSpec, DiffusersBackend, Slot, StepCallback, load_backend
 from generators.pool import ModelPool
 from tests.helpers import TEST_SIZE
 
@@ -142,3 +142,28 @@ def test_a_compiled_model_is_warmed_up_for_each_batch_size_before_it_serves() ->
     assert loaded[-1].calls == [1, 4]
     pool.acquire("tiny")  # not compiled: nothing to warm up
     assert loaded[-1].calls == []
+
+
+class FitsThree(CountingCalls):
+    """A backend whose 'GPU' holds at most three images per call."""
+
+    def generate(
+        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+    ) -> list[list[Image.Image]]:
+        self.calls.append(len(slots))
+        if len(slots) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (stand-in)")
+        return self.backend.generate(spec, slots, on_step)
+
+
+def test_the_largest_batch_is_measured_once_per_model_and_size(tiny_backend: DiffusersBackend) -> None:
+    backend = FitsThree(tiny_backend)
+    pool = ModelPool.serving(backend)  # type: ignore[arg-type]
+    pool.measure_batches = True
+    spec = BatchSpec(64, 64, 2)
+    assert pool.batch_limit("tiny", backend, spec, fallback=8) == 3
+    assert backend.calls == [1, 2, 4, 3]  # doubling until it missed, then the gap halved
+    assert pool.batch_limit("tiny", backend, spec, fallback=8) == 3 and backend.calls == [1, 2, 4, 3]
+    assert pool.batch_limit("tiny", backend, BatchSpec(128, 64, 2), fallback=8) == 3  # a new size: measured
+    pool.measure_batches = False
+    assert pool.batch_limit("tiny", backend, BatchSpec(64, 128, 2), fallback=8) == 8  # CPUs: the setting

@@ -480,3 +480,19 @@ async def test_the_work_after_the_steps_and_a_model_load_show_as_phases(
     worker.submit(job("q", model="tiny"))  # loaded now: no loading phase
     again = (await collect(worker.events, {"q"}))["q"]
     assert not any(isinstance(e, Phase) and e.name == "loading" for e in again)
+
+
+async def test_a_batch_runs_in_calls_of_the_measured_size(
+    tiny_backend: DiffusersBackend, make_worker: Callable[..., GenerationWorker]
+) -> None:
+    from tests.generators.test_pool import FitsThree
+
+    backend = FitsThree(tiny_backend)
+    pool = ModelPool.serving(backend)  # type: ignore[arg-type]
+    pool.measure_batches = True
+    worker = make_worker(pool)
+    worker.start()
+    worker.submit(job("eight", n=8))
+    finished = (await collect(worker.events, {"eight"}))["eight"][-1]
+    assert isinstance(finished, Finished) and len(finished.result.seeds) == 8
+    assert backend.calls == [1, 2, 4, 3, 3, 3, 2]  # measured once, then no call over what fits
