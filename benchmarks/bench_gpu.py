@@ -70,7 +70,7 @@ def _swap_vae(pipe: Any, vae: Any) -> None:
 
 def _compile(mode: str) -> Switch:
     def on(pipe: Any) -> None:
-        pipe._memebot_unet, pipe.unet = pipe.unet, torch.compile(pipe.unet, mode=mode, fullgraph=True)
+        pipe._memebot_unet, pipe.unet = pipe.unet, torch.compile(pipe.unet, mode=mode)
 
     def off(pipe: Any) -> None:
         pipe.unet = pipe._memebot_unet
@@ -232,14 +232,9 @@ def measure_dtype(plan: Plan, dtype: torch.dtype, folder: Path) -> tuple[list[di
         rows.append({"dtype": label, "batch": batch, "case": "bare", "images_per_s": plain})
         winners = []
         for switch in switches(plan.device, dtype, plan.compile_on_cpu):
-            switch.on(pipe)
-            try:
-                speed = bare(pipe, batch, plan.size, plan.runs)
-            finally:
-                switch.off(pipe)
-            rows.append(
-                {"dtype": label, "batch": batch, "case": f"bare + {switch.name}", "images_per_s": speed}
-            )
+            speed = with_switch(pipe, switch, batch, plan)
+            case = f"bare + {switch.name}" + ("" if speed else " (failed: see the log above)")
+            rows.append({"dtype": label, "batch": batch, "case": case, "images_per_s": speed})
             if speed > plain * 1.02:
                 winners.append(switch)
         rows.append(_memebot_row(pipe, plan, batch, label, [], folder))
@@ -250,6 +245,23 @@ def measure_dtype(plan: Plan, dtype: torch.dtype, folder: Path) -> tuple[list[di
         {"dtype": label, "batch": 9, "case": "encode 3x3 grids (1 CPU thread)", "images_per_s": encode}
     )
     return rows, first_image
+
+
+def with_switch(pipe: Any, switch: Switch, batch: int, plan: Plan) -> float:
+    """Images/s of the bare call with ``switch`` on; 0 when the switch fails on this machine.
+
+    A switch that breaks here (a compiler missing, a mode this GPU lacks) is a finding, not a reason
+    to lose the rest of the table.
+    """
+    try:
+        switch.on(pipe)
+        try:
+            return bare(pipe, batch, plan.size, plan.runs)
+        finally:
+            switch.off(pipe)
+    except Exception as error:
+        print(f"{switch.name} failed at batch {batch}: {type(error).__name__}: {error}".splitlines()[0])
+        return 0.0
 
 
 def _memebot_row(
