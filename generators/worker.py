@@ -327,8 +327,10 @@ class GenerationWorker:
         try:  # the jobs count as running while their model loads: a load is part of their time
             backend = await self.loop.run_in_executor(self._gpu, self.models.acquire, model)
         except ModelLoadError as error:
+            named = f"model {model}" in str(error)  # the loaders' messages mostly name it already
+            reason = str(error) if named else f"the model {model} could not be loaded: {error}"
             for job in jobs:
-                self._release(job.id, Failed(f"the model {model} could not be loaded: {error}", True))
+                self._release(job.id, Failed(reason, True))
             return
         limit = functools.partial(self.models.batch_limit, model, backend, spec, self.config.max_batch)
         per_call = await self.loop.run_in_executor(self._gpu, limit)  # measured once per size (CUDA)

@@ -95,7 +95,9 @@ def _load_pretrained(source: str, name: str, config: ModelConfig, dtype: torch.d
             if "/" in config.name and not config.name.startswith((".", "/", "~"))
             else "OWNER/MODEL"
         )
-        raise ModelLoadError(f"model folder {local} does not exist. {_ADVICE.format(source=hub, name=name)}")
+        raise ModelLoadError(
+            f"model {name}: folder {local} does not exist. {_ADVICE.format(source=hub, name=name)}"
+        )
     try:
         return DiffusionPipeline.from_pretrained(
             str(local) if local.is_dir() else source,

@@ -418,7 +418,7 @@ async def test_a_model_that_cannot_load_fails_its_jobs_and_the_other_model_serve
     seen = await collect(worker.events, {"bad", "good"})
     failed = seen["bad"][-1]
     assert isinstance(failed, Failed) and failed.model_load
-    assert "broken could not be loaded" in failed.reason and "does not exist" in failed.reason
+    assert failed.reason.startswith("model broken: folder /no/such/folder does not exist")
     assert isinstance(seen["good"][-1], Finished)
     assert {s.name: bool(s.error) for s in pool.states()} == {"tiny": False, "broken": True}
 
