@@ -19,6 +19,7 @@ from bot.jobs import JobService
 from bot.settings import Settings, StoreConfig
 from bot.store import DELETED
 from generators.errors import UserError
+from generators.tasks import in_background
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,5 @@ class Retention:
 async def running(settings: Settings, service: JobService) -> AsyncIterator[Retention]:
     """Sweep in the background until the block ends."""
     retention = Retention(service, settings.store)
-    task = asyncio.create_task(retention.run(), name="memebot-retention")
-    try:
+    async with in_background(retention.run(), "memebot-retention"):
         yield retention
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,16 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any]], limit_s: float = 10.0) 
         _, pending = await asyncio.wait(pending, timeout=0.5)
     for task in pending:
         log.warning("task %s did not stop within %.0f s", task.get_name(), limit_s)
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Coroutine[Any, Any, object], name: str) -> AsyncIterator[asyncio.Task[Any]]:
+    """Run ``work`` as a task for as long as the block lasts, then stop it for sure."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield task
+    finally:
+        await stop_tasks([task])
 
 
 class TaskSupervisor:

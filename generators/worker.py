@@ -321,7 +321,7 @@ class GenerationWorker:
         self._busy_until = started + self.models.load_estimate(model) + (estimate or 0.0)
         self.publish_positions()
         if not self.models.is_loaded(model):
-            size = self.models.size_hint(model)
+            size = await asyncio.to_thread(self.models.size_hint, model)  # may walk a model folder
             for job in jobs:
                 self._emit(job.id, Phase("loading", f"model {model}" + (f" ({size})" if size else "")))
         try:  # the jobs count as running while their model loads: a load is part of their time

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -13,6 +12,7 @@ from bot.jobs import JobService
 from bot.reddit._bot import PLATFORM, RedditBot, owner_of
 from bot.reddit._client import open_reddit
 from bot.settings import ConfigError, Settings
+from generators.tasks import in_background
 
 __all__ = ["PLATFORM", "RedditBot", "connected", "owner_of", "running"]
 
@@ -40,11 +40,5 @@ async def connected(settings: Settings, service: JobService) -> AsyncIterator[Re
 @contextlib.asynccontextmanager
 async def running(settings: Settings, service: JobService) -> AsyncIterator[RedditBot]:
     """Poll Reddit every ``reddit.poll_interval_s`` and answer, until the block ends."""
-    async with connected(settings, service) as bot:
-        task = asyncio.create_task(bot.run(), name="reddit-poll")
-        try:
-            yield bot
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async with connected(settings, service) as bot, in_background(bot.run(), "reddit-poll"):
+        yield bot
