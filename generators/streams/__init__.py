@@ -10,7 +10,8 @@ Both ends of the protocol live here, so one directory explains a job's round tri
   files and heartbeat back to the bots).
 - shared by both: :mod:`~generators.streams.keys` (key names), :mod:`~generators.streams.scripts`
   (the Lua scripts), :mod:`~generators.streams.codec` (events on the wire),
-  :mod:`~generators.streams.heartbeat` (workers' status) and :mod:`~generators.streams.tasks`.
+  :mod:`~generators.streams.heartbeat` (workers' status) and :mod:`~generators.streams.files`
+  (result files, small ones written on the loop).
 
 One stream per model and owner (``{prefix}:q:{model}:{owner}``) in one consumer group keeps the
 round-robin order across workers, per model; a worker reads only the streams of the models it serves.

@@ -20,10 +20,11 @@ from redis.exceptions import RedisError
 from generators.logs import job_context
 from generators.requests import TERMINAL, Finished, GenerationResult, MediaFile, Progress
 from generators.streams.codec import encode
+from generators.streams.files import file_io
 from generators.streams.heartbeat import WorkerStatus, announce, withdraw
 from generators.streams.keys import Keys
 from generators.streams.take import RedisQueue
-from generators.streams.tasks import file_io, stop_tasks
+from generators.tasks import stop_tasks
 from generators.worker import GenerationWorker
 
 log = logging.getLogger(__name__)

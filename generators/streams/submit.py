@@ -45,10 +45,11 @@ from generators.requests import (
 )
 from generators.results import write_result
 from generators.streams.codec import decode
+from generators.streams.files import file_io
 from generators.streams.heartbeat import WorkerStatus, live_workers
 from generators.streams.keys import BOT_GROUP, GROUP, Keys
 from generators.streams.scripts import Scripts
-from generators.streams.tasks import file_io, stop_tasks
+from generators.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from generators.requests import Cancelled, Failed, Job
 from generators.streams.codec import Fields, encode
 from generators.streams.keys import GROUP, Keys
 from generators.streams.scripts import Scripts
-from generators.streams.tasks import stop_tasks
+from generators.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 

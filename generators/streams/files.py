@@ -1,5 +1,4 @@
-"""Background tasks that talk to Redis: stopping them for sure (``generators.tasks``), and keeping small
-file I/O quick."""
+"""Result files that travel through Redis: small ones are read and written on the loop, quickly."""
 
 from __future__ import annotations
 
@@ -7,9 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
-from generators.tasks import stop_tasks
-
-__all__ = ["INLINE_IO_BYTES", "file_io", "stop_tasks"]
+__all__ = ["INLINE_IO_BYTES", "file_io"]
 
 T = TypeVar("T")
 
