@@ -112,6 +112,13 @@ class OptionType(IntEnum):
     ATTACHMENT = 11
 
 
+#: Application command types: slash commands, and the two right-click menus.
+CHAT_INPUT, USER_COMMAND, MESSAGE_COMMAND = 1, 2, 3
+#: Interaction types this fake dispatches.
+APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
+#: The callback type that opens a modal.
+MODAL = 9
+
 _NESTING = {OptionType.SUBCOMMAND, OptionType.GROUP}
 #: Python types a test may pass for the options that carry a plain value (the rest are resolved objects).
 _PLAIN: dict[int, type | tuple[type, ...]] = {
@@ -292,15 +299,16 @@ class FakeDiscord:
         channel_id = channel.id if isinstance(channel, FakeChannel) else channel
         return [m for m in self.messages.values() if m.channel_id == channel_id and not m.deleted]
 
-    def command(self, name: str, *, guild_id: int | None = None) -> dict[str, Any]:
-        """A registered command by name: the guild's first (when given), then the global ones."""
+    def command(self, name: str, *, guild_id: int | None = None, kind: int = CHAT_INPUT) -> dict[str, Any]:
+        """A registered command by name and kind (slash, user or message menu): the guild's first (when
+        given), then the global ones."""
         scopes = [guild_id, None] if guild_id is not None else [None]
         for scope in scopes:
             for command in self.commands.get(scope, []):
-                if command["name"] == name and command["type"] == 1:
+                if command["name"] == name and command["type"] == kind:
                     return command
         registered = {scope: [c["name"] for c in cs] for scope, cs in self.commands.items()}
-        raise LookupError(f"no /{name} registered (did the bot sync its command tree?): {registered}")
+        raise LookupError(f"no command {name!r} of type {kind} registered (synced?): {registered}")
 
     # -- gateway payloads (GatewayWorld) ------------------------------------------------------------------
 
@@ -477,9 +485,16 @@ class FakeDiscord:
         author: FakeUser | None = None,
         mentions: Sequence[FakeUser] = (),
         attachments: Sequence[FakeAttachment] = (),
+        embeds: Sequence[dict[str, Any]] = (),
         reply_to: FakeMessage | None = None,
+        announce: bool = True,
     ) -> FakeMessage:
-        """A person writes in a channel (MESSAGE_CREATE). ``<@id>`` in ``content`` counts as a mention."""
+        """A person writes in a channel (MESSAGE_CREATE). ``<@id>`` in ``content`` counts as a mention.
+
+        A reply (``reply_to``) carries ``message_reference`` and, as on Discord, the replied-to message
+        itself as ``referenced_message``. ``announce=False`` keeps it quiet: a message from before the
+        bot connected, known to it only through an interaction or a reply.
+        """
         channel_id = channel.id if isinstance(channel, FakeChannel) else channel
         author = author or self.alice
         people = [self.users[i] for i in mentioned_ids(content) if i in self.users]
@@ -489,15 +504,20 @@ class FakeDiscord:
             content=content,
             mentions=list(dict.fromkeys([*people, *mentions])),
             attachments=list(attachments),
+            embeds=list(embeds),
         )
         if reply_to is not None:
             message.type = 19
+            message.referenced = reply_to
             message.message_reference = {
                 "type": 0,
                 "channel_id": str(reply_to.channel_id),
                 "message_id": str(reply_to.id),
             }
-        await self.emit_message("MESSAGE_CREATE", message)
+            if reply_to.guild_id is not None:
+                message.message_reference["guild_id"] = str(reply_to.guild_id)
+        if announce:
+            await self.emit_message("MESSAGE_CREATE", message)
         return message
 
     async def add_reaction(
@@ -531,13 +551,13 @@ class FakeDiscord:
         root, *path = name.split()
         command = self.command(root, guild_id=channel.guild_id)
         resolved: dict[str, dict[str, Any]] = {}
-        data: dict[str, Any] = {"id": command["id"], "name": root, "type": 1}
+        data: dict[str, Any] = {"id": command["id"], "name": root, "type": CHAT_INPUT}
         data["options"] = self._options(command, path, dict(options or {}), resolved, focused=None)
         if resolved:
             data["resolved"] = resolved
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
-        return await self._interact(2, data, user, channel, attachment_size_limit, locale)
+        return await self._interact(APPLICATION_COMMAND, data, user, channel, attachment_size_limit, locale)
 
     async def autocomplete(
         self,
@@ -552,11 +572,70 @@ class FakeDiscord:
         channel = self._place(channel_id, None)
         root, *path = name.split()
         command = self.command(root, guild_id=channel.guild_id)
-        data: dict[str, Any] = {"id": command["id"], "name": root, "type": 1}
+        data: dict[str, Any] = {"id": command["id"], "name": root, "type": CHAT_INPUT}
         data["options"] = self._options(command, path, dict(options), {}, focused=focused)
         if "guild_id" in command:
             data["guild_id"] = command["guild_id"]
-        return await self._interact(4, data, user, channel, None, "en-US")
+        return await self._interact(AUTOCOMPLETE, data, user, channel, None, "en-US")
+
+    async def message_command(
+        self,
+        name: str,
+        target: FakeMessage,
+        *,
+        user: FakeUser | None = None,
+        attachment_size_limit: int | None = None,
+    ) -> FakeInteraction:
+        """A person right-clicks ``target`` and picks the message command ``name`` (Apps → name).
+
+        Discord sends the message itself under ``resolved.messages``, so the bot needs no fetch.
+        """
+        channel = self.channels[target.channel_id]
+        command = self.command(name, guild_id=channel.guild_id, kind=MESSAGE_COMMAND)
+        data: dict[str, Any] = {
+            "id": command["id"],
+            "name": name,
+            "type": MESSAGE_COMMAND,
+            "target_id": str(target.id),
+            "resolved": {"messages": {str(target.id): target.payload()}},
+        }
+        if "guild_id" in command:
+            data["guild_id"] = command["guild_id"]
+        return await self._interact(APPLICATION_COMMAND, data, user, channel, attachment_size_limit, "en-US")
+
+    async def submit_modal(
+        self,
+        opened: FakeInteraction,
+        values: Mapping[str, str] | None = None,
+        *,
+        user: FakeUser | None = None,
+    ) -> FakeInteraction:
+        """The person who was shown ``opened``'s modal fills it in and presses Submit (type 5).
+
+        ``values`` by text input ``custom_id``; the others keep the value the modal was opened with.
+        Checked as Discord's client would: known inputs, required ones filled, lengths within bounds.
+        """
+        modal = opened.modal
+        if modal is None:
+            raise ValueError(
+                f"{opened} did not open a modal (callbacks {[c.type for c in opened.callbacks]})"
+            )
+        values = dict(values or {})
+        components = [_submitted(component, values) for component in modal["components"]]
+        if values:
+            raise ValueError(f"the modal has no text input(s) {sorted(values)}")
+        data = {"custom_id": modal["custom_id"], "components": components}
+        channel = self.channels[opened.channel_id]
+        return await self._interact(
+            MODAL_SUBMIT,
+            data,
+            user or opened.user,
+            channel,
+            opened.attachment_size_limit,
+            "en-US",
+            message=opened.message,
+            opened_by=opened,
+        )
 
     async def click(
         self,
@@ -579,7 +658,7 @@ class FakeDiscord:
         elif component["type"] != 2:
             raise ValueError(f"component {custom_id!r} is a select (type {component['type']}): pass values=")
         channel = self.channels[found.channel_id]
-        return await self._interact(3, data, user, channel, None, "en-US", message=found)
+        return await self._interact(MESSAGE_COMPONENT, data, user, channel, None, "en-US", message=found)
 
     def _place(self, channel_id: int | None, guild_id: int | None) -> FakeChannel:
         if channel_id is not None:
@@ -673,6 +752,7 @@ class FakeDiscord:
         locale: str,
         *,
         message: FakeMessage | None = None,
+        opened_by: FakeInteraction | None = None,
     ) -> FakeInteraction:
         """Build INTERACTION_CREATE with every field discord.py reads, dispatch it, return the handle."""
         user = user or self.alice
@@ -731,6 +811,7 @@ class FakeDiscord:
             attachment_size_limit=limit,
             _waiter=self,
             message=message,
+            opened_by=opened_by,
         )
         self.interactions[ix.id] = ix
         await self.gateway.dispatch("INTERACTION_CREATE", payload)
@@ -904,6 +985,24 @@ class FakeDiscord:
         """Fail with everything ``problems()`` found (call it before stopping the client)."""
         found = self.problems(heartbeats=heartbeats)
         assert not found, "fake Discord saw problems:\n" + "\n".join(found)
+
+
+def _submitted(component: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """What Discord sends back for one top-level component of a modal: rows and labels keep their
+    shape, text inputs carry what was typed (``values`` is emptied of the ones used)."""
+    if component["type"] == 1:  # an action row (the older layout)
+        return {"type": 1, "components": [_submitted(c, values) for c in component["components"]]}
+    if component["type"] == 18:  # a label around one input
+        return {"type": 18, "component": _submitted(component["component"], values)}
+    if component["type"] != 4:
+        return {"type": component["type"]}  # text displays and the like send nothing back
+    custom_id = component["custom_id"]
+    value = values.pop(custom_id, component.get("value") or "")
+    if component.get("required", True) and not value:
+        raise ValueError(f"text input {custom_id!r} is required: Discord's client would not submit")
+    if value and not component.get("min_length", 0) <= len(value) <= component.get("max_length", 4000):
+        raise ValueError(f"text input {custom_id!r}: {len(value)} characters is out of the declared bounds")
+    return {"type": 4, "custom_id": custom_id, "value": value}
 
 
 def _check_bounds(option: dict[str, Any], value: Any) -> None:

@@ -384,6 +384,8 @@ class FakeMessage:
     interaction_id: int | None = None
     interaction_metadata: dict[str, Any] | None = None
     message_reference: dict[str, Any] | None = None
+    #: The message this one replies to (sent along as ``referenced_message``).
+    referenced: FakeMessage | None = None
     #: emoji (``"👍"`` or ``"name:id"``) -> ids of the users who reacted.
     reactions: dict[str, list[int]] = field(default_factory=dict)
     #: Earlier versions of this message (payloads), oldest first: progress edits show up here.
@@ -426,7 +428,7 @@ class FakeMessage:
                 return component
         raise KeyError(f"message {self.id} has no component {custom_id!r}; it has {self.custom_ids}")
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self, *, nested: bool = True) -> dict[str, Any]:
         """The message object (``MessageResponse``)."""
         data: dict[str, Any] = {
             "id": str(self.id),
@@ -458,6 +460,11 @@ class FakeMessage:
             data["interaction_metadata"] = self.interaction_metadata
         if self.message_reference is not None:
             data["message_reference"] = self.message_reference
+        if self.referenced is not None and nested:
+            # Discord sends the replied-to message along, one level deep (null once deleted).
+            data["referenced_message"] = (
+                None if self.referenced.deleted else self.referenced.payload(nested=False)
+            )
         return data
 
 
@@ -465,8 +472,9 @@ def _walk_components(components: Iterable[dict[str, Any]]) -> Iterator[dict[str,
     for component in components:
         yield component
         yield from _walk_components(component.get("components", []))
-        if isinstance(component.get("accessory"), dict):
-            yield component["accessory"]
+        for key in ("accessory", "component"):  # a section's accessory, a label's input
+            if isinstance(component.get(key), dict):
+                yield from _walk_components([component[key]])
 
 
 def _components_response(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -580,8 +588,10 @@ class FakeInteraction:
     created_at: float
     attachment_size_limit: int
     _waiter: Waiter = field(repr=False)
-    #: The message a component interaction came from.
+    #: The message a component interaction (or a modal opened from one) came from.
     message: FakeMessage | None = None
+    #: For a modal's submission: the interaction that opened the modal.
+    opened_by: FakeInteraction | None = None
     callbacks: list[InteractionCallback] = field(default_factory=list)
     #: The response message: created by callback 4/5, or the clicked message after 6/7.
     original: FakeMessage | None = None
@@ -599,6 +609,18 @@ class FakeInteraction:
     def response_type(self) -> int | None:
         """The callback type (4 message, 5 deferred, 6 deferred update, 7 update, 8 choices, 9 modal)."""
         return self.callbacks[0].type if self.callbacks else None
+
+    @property
+    def modal(self) -> dict[str, Any] | None:
+        """The modal the bot answered with (callback type 9): ``custom_id``, ``title``, ``components``."""
+        first = self.callbacks[0] if self.callbacks else None
+        return first.data if first is not None and first.type == 9 else None
+
+    def text_inputs(self) -> dict[str, dict[str, Any]]:
+        """The modal's text inputs by ``custom_id`` (inside rows or labels), as the bot declared them."""
+
+        components = _walk_components((self.modal or {}).get("components", []))
+        return {c["custom_id"]: c for c in components if c["type"] == 4}
 
     @property
     def choices(self) -> list[dict[str, Any]]:

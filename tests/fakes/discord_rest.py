@@ -552,6 +552,7 @@ class RestApi:
                 {"message_id": str(target.id)} if target else {}
             )
         message = self.fake.new_message(channel.id, self.fake.bot, message_reference=reference or None)
+        message.referenced = self.fake.messages.get(_int((reference or {}).get("message_id")) or 0)
         message.type = 19 if reference else 0
         self._fill(message, body, call, editing=False)
         message.flags &= ~EPHEMERAL  # only interaction answers can be ephemeral
@@ -730,6 +731,12 @@ def _interaction_metadata(ix: FakeInteraction) -> dict[str, Any]:
     }
     if ix.type == 3 and ix.message is not None:
         data["interacted_message_id"] = str(ix.message.id)
+    target = (ix.payload.get("data") or {}).get("target_id")
+    if ix.type == 2 and target is not None:
+        key = "target_message_id" if ix.payload["data"].get("type") == 3 else "target_user"
+        data[key] = target if key == "target_message_id" else ix.payload["data"]["resolved"]["users"][target]
+    if ix.type == 5 and ix.opened_by is not None:
+        data["triggering_interaction_metadata"] = _interaction_metadata(ix.opened_by)
     return data
 
 

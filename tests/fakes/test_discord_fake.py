@@ -86,6 +86,28 @@ async def slow(interaction: discord.Interaction) -> None:
     await interaction.response.defer()
 
 
+class EchoModal(discord.ui.Modal, title="Echo"):
+    """A one-field modal (in a label, the current layout) whose submission is echoed back."""
+
+    words: discord.ui.Label[EchoModal] = discord.ui.Label(
+        text="Words", component=discord.ui.TextInput(custom_id="words", default="hello", max_length=20)
+    )
+
+    def __init__(self, about: str) -> None:
+        super().__init__()
+        self.about = about
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        assert isinstance(self.words.component, discord.ui.TextInput)
+        await interaction.response.send_message(f"{self.words.component.value} about {self.about}")
+
+
+async def echo_message(interaction: discord.Interaction, message: discord.Message) -> None:
+    """The message menu's command: a modal about the message's first attachment."""
+    about = message.attachments[0].filename if message.attachments else "nothing"
+    await interaction.response.send_modal(EchoModal(about))
+
+
 class TinyBot(commands.Bot):
     """A minimal bot that syncs its slash commands and records the events that reach it."""
 
@@ -106,6 +128,7 @@ class TinyBot(commands.Bot):
         tiny_commands: list[app_commands.Command[Any, ..., None]] = [ping, upload, where, slow]
         for command in tiny_commands:
             self.tree.add_command(command)
+        self.tree.add_command(app_commands.ContextMenu(name="Echo", callback=echo_message))
         self.synced = await self.tree.sync()
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
@@ -145,7 +168,7 @@ async def test_login_registers_commands_and_caches_the_guild(world: tuple[FakeDi
         ("GET", "/oauth2/applications/@me"),
         ("PUT", "/applications/{application_id}/commands"),
     ]
-    assert sorted(c["name"] for c in fake.commands[None]) == ["ping", "slow", "upload", "where"]
+    assert sorted(c["name"] for c in fake.commands[None]) == ["Echo", "ping", "slow", "upload", "where"]
     assert {c.id for c in bot.synced} == {int(c["id"]) for c in fake.commands[None]}
     assert bot.application_id == fake.application_id
     guild = bot.get_guild(fake.guild.id)
@@ -199,6 +222,45 @@ async def test_upload_reads_the_attachment_option_and_answers_with_the_file(
     assert ix.original is not None and ix.original.content == "echo"
     with pytest.raises(ValueError, match="needs"):
         await fake.slash_command("upload", {"caption": "no image"})
+    fake.assert_clean()
+
+
+async def test_a_message_menu_opens_a_modal_whose_submission_is_answered(
+    world: tuple[FakeDiscord, TinyBot],
+) -> None:
+    fake, _ = world
+    picture = fake.store_attachment("cat.png", RED_PNG)
+    target = await fake.post_user_message(fake.channel("memes"), "look", attachments=[picture])
+    opened = await fake.message_command("Echo", target, user=fake.bob)
+    assert (await opened.acknowledgement()).type == 9
+    assert opened.payload["data"]["target_id"] == str(target.id)
+    assert opened.modal is not None and opened.modal["title"] == "Echo"
+    assert opened.text_inputs()["words"]["value"] == "hello"
+    with pytest.raises(ValueError, match="out of the declared bounds"):
+        await fake.submit_modal(opened, {"words": "x" * 21})
+    with pytest.raises(ValueError, match="no text input"):
+        await fake.submit_modal(opened, {"nope": "x"})
+    submitted = await fake.submit_modal(opened, {"words": "hi there"})
+    assert submitted.user == fake.bob and (await submitted.acknowledgement()).type == 4
+    assert submitted.original is not None and submitted.original.content == "hi there about cat.png"
+    assert submitted.original.interaction_metadata is not None
+    assert submitted.original.interaction_metadata["triggering_interaction_metadata"]["type"] == 2
+    with pytest.raises(LookupError, match="no command 'Echo' of type 1"):
+        await fake.slash_command("Echo")
+    fake.assert_clean()
+
+
+async def test_a_reply_carries_the_message_it_replies_to(world: tuple[FakeDiscord, TinyBot]) -> None:
+    fake, bot = world
+    memes = fake.channel("memes")
+    embed = {"image": {"url": "https://example.com/a.png", "width": 8, "height": 8}}
+    earlier = await fake.post_user_message(memes, "an old one", embeds=[embed], announce=False)
+    await fake.post_user_message(memes, "this one", author=fake.bob, reply_to=earlier)
+    [reply] = await fake.wait_for(lambda: bot.seen_messages, what="on_message")
+    assert reply.reference is not None and reply.reference.message_id == earlier.id
+    resolved = reply.reference.resolved
+    assert isinstance(resolved, discord.Message) and resolved.content == "an old one"
+    assert resolved.embeds[0].image.url == "https://example.com/a.png"
     fake.assert_clean()
 
 
