@@ -2,9 +2,14 @@
 
 One aiohttp server plays both hosts: ``www.reddit.com`` (only ``POST /api/v1/access_token``, Basic
 auth) and ``oauth.reddit.com`` (everything else, bearer token). Tests drive it from the Reddit side
-(``mention``, ``comment_in``, ``message``, ``delete``, ``lock``), inject failures (``fail_next``,
-``ratelimit_next_comment``, ``expire_tokens``) and read back what the bot did (``replies_to``,
-``is_unread``, ``requests``).
+(``mention``, ``comment_in``, ``message``, ``delete``, ``lock``; posts with pictures: ``image_post``,
+``gallery_post``, ``link_post``), inject failures (``fail_next``, ``ratelimit_next_comment``,
+``expire_tokens``) and read back what the bot did (``replies_to``, ``is_unread``, ``requests``,
+``downloads``).
+
+The same server plays Reddit's media hosts too, over plain HTTP without auth: ``/i/<name>`` for
+i.redd.it and ``/preview/<name>?...&s=<signature>`` for preview.redd.it, which (like the real one)
+refuses a URL whose signature is missing, as it is when a client keeps the ``&amp;`` Reddit escapes.
 
 The JSON shapes follow what Reddit sends with ``raw_json=1`` (asyncpraw always asks for it) and what
 asyncpraw's objector parses. Inbox items carry ``context`` but no ``link_id``, as on Reddit.
@@ -14,15 +19,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import itertools
+import mimetypes
 import re
+import struct
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -42,6 +51,10 @@ MAX_COMMENT_LENGTH = 10_000
 MAX_CONTEXT = 8
 #: Reddit caps ``limit`` at 100 per listing page; asyncpraw asks for 1024 and pages with ``after``.
 MAX_PAGE = 100
+#: Where the fake serves pictures posted "to Reddit": as i.redd.it and as preview.redd.it.
+HOSTED_PATH = "/i/"
+PREVIEW_PATH = "/preview/"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -108,6 +121,9 @@ class _Post:
     created_utc: float
     replies: list[str] = field(default_factory=list)
     locked: bool = False
+    # What a link, image, gallery or video post has besides a text post's fields (built when served,
+    # since media URLs name the server's port).
+    media: Callable[[_Post], JSON] | None = None
 
     @property
     def fullname(self) -> str:
@@ -117,6 +133,17 @@ class _Post:
     def permalink(self) -> str:
         slug = re.sub(r"[^a-z0-9]+", "_", self.title.lower()).strip("_")[:50] or "_"
         return f"/r/{self.subreddit}/comments/{self.id}/{slug}/"
+
+
+@dataclass(frozen=True, slots=True)
+class _Media:
+    name: str
+    data: bytes
+    size: tuple[int, int] | None  # what Reddit reports; None: not reported
+
+    @property
+    def signature(self) -> str:
+        return hashlib.sha256(self.name.encode()).hexdigest()[:16]
 
 
 @dataclass(slots=True)
@@ -187,6 +214,14 @@ def _base36(number: int) -> str:
     return out or "0"
 
 
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """The width and height a PNG's header declares (read by hand: Pillow would warn on a bomb)."""
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 24:
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
 def _md_html(body: str) -> str:
     # Not a Markdown renderer: enough for a client that only looks at ``body``.
     return f'<div class="md"><p>{escape(body)}</p>\n</div>'
@@ -204,6 +239,14 @@ def _listing(children: list[JSON], *, after: str | None = None) -> JSON:
             "before": None,
         },
     }
+
+
+def _is_media(path: str) -> bool:
+    return path.startswith((HOSTED_PATH, PREVIEW_PATH))
+
+
+def _content_type(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def _error_body(status: int) -> JSON:
@@ -242,6 +285,7 @@ class FakeReddit:
         self._failures: list[_Failure] = []
         self._comment_errors: list[list[str]] = []
         self._server_errors: list[str] = []
+        self._media: dict[str, _Media] = {}
         self._runner: web.AppRunner | None = None
         self._port = 0
         self.add_user(username)
@@ -324,6 +368,115 @@ class FakeReddit:
         )
         self._posts[post.id] = post
         return post.fullname
+
+    def image_post(
+        self,
+        subreddit: str,
+        image: bytes,
+        title: str = "A picture",
+        *,
+        author: str = "op",
+        ext: str = "png",
+        size: tuple[int, int] | None = None,
+        preview: bool = True,
+    ) -> str:
+        """Post a picture uploaded to Reddit (an i.redd.it post) and return the post's fullname.
+
+        Reddit reports its size in ``preview`` (from a PNG's header unless ``size`` says otherwise);
+        ``preview=False`` is a post Reddit has not made previews for yet, so no size is reported.
+        """
+        media = self._store_media(image, ext, size)
+
+        def fields(post: _Post) -> JSON:
+            url = self.hosted_url(media.name)
+            data: JSON = {
+                "url": url,
+                "url_overridden_by_dest": url,
+                "domain": "i.redd.it",
+                "post_hint": "image",
+                "is_reddit_media_domain": True,
+                "thumbnail": "https://b.thumbs.redditmedia.com/thumb.jpg",
+            }
+            if preview and media.size is not None:
+                source = {"url": self._preview_url(media), "width": media.size[0], "height": media.size[1]}
+                data["preview"] = {
+                    "images": [{"source": source, "resolutions": [], "variants": {}, "id": media.name}],
+                    "enabled": True,
+                }
+            return data
+
+        return self._media_post(subreddit, title, author, fields)
+
+    def gallery_post(
+        self,
+        subreddit: str,
+        images: Sequence[bytes],
+        title: str = "A gallery",
+        *,
+        author: str = "op",
+    ) -> str:
+        """Post a gallery of pictures and return its fullname.
+
+        As on Reddit, ``gallery_data`` gives the order and ``media_metadata`` (not in that order) each
+        picture's HTML-escaped preview.redd.it URL and size.
+        """
+        media = [self._store_media(image, "png", None) for image in images]
+
+        def fields(post: _Post) -> JSON:
+            metadata = {item.name.split(".")[0]: self._gallery_metadata(item) for item in reversed(media)}
+            return {
+                "url": f"https://www.reddit.com/gallery/{post.id}",
+                "url_overridden_by_dest": f"https://www.reddit.com/gallery/{post.id}",
+                "domain": "reddit.com",
+                "is_gallery": True,
+                "gallery_data": {
+                    "items": [
+                        {"media_id": item.name.split(".")[0], "id": index + 1}
+                        for index, item in enumerate(media)
+                    ]
+                },
+                "media_metadata": metadata,
+                "thumbnail": "https://b.thumbs.redditmedia.com/thumb.jpg",
+            }
+
+        return self._media_post(subreddit, title, author, fields)
+
+    def link_post(
+        self,
+        subreddit: str,
+        url: str,
+        title: str = "A link",
+        *,
+        author: str = "op",
+        post_hint: str | None = "link",
+        video: bool = False,
+    ) -> str:
+        """Post a link (an imgur picture has ``post_hint="image"``); ``video`` makes a v.redd.it post."""
+        if video:
+            url, post_hint = f"https://v.redd.it/{self._new_id()}", "hosted:video"
+
+        def fields(post: _Post) -> JSON:
+            data: JSON = {
+                "url": url,
+                "url_overridden_by_dest": url,
+                "domain": urlsplit(url).hostname or "",
+                "is_reddit_media_domain": video,
+                "is_video": video,
+                "thumbnail": "default",
+            }
+            if post_hint is not None:
+                data["post_hint"] = post_hint
+            if video:
+                data["media"] = {
+                    "reddit_video": {"fallback_url": f"{url}/DASH_720.mp4", "width": 1280, "height": 720}
+                }
+            return data
+
+        return self._media_post(subreddit, title, author, fields)
+
+    def hosted_url(self, name: str) -> str:
+        """Where a picture posted to Reddit is served (the fake's i.redd.it)."""
+        return f"{self.url}{HOSTED_PATH}{name}"
 
     def comment_in(
         self,
@@ -433,6 +586,11 @@ class FakeReddit:
         """Whether an inbox item is still unread (``mark_read`` clears it)."""
         return any(item.new for item in self._inbox if item.fullname == fullname)
 
+    @property
+    def downloads(self) -> list[str]:
+        """The paths of every picture requested from the fake's media hosts, oldest first."""
+        return [r.path for r in self.requests if _is_media(r.path)]
+
     def requests_to(self, method: str, path_pattern: str) -> list[RecordedRequest]:
         """The recorded requests with this method whose path matches (``re.search``)."""
         pattern = re.compile(path_pattern)
@@ -486,6 +644,35 @@ class FakeReddit:
         parent_thing.replies.append(comment.id)
         return comment
 
+    def _store_media(self, data: bytes, ext: str, size: tuple[int, int] | None) -> _Media:
+        media = _Media(f"{self._new_id()}.{ext}", data, size or png_size(data))
+        self._media[media.name] = media
+        return media
+
+    def _media_post(self, subreddit: str, title: str, author: str, media: Callable[[_Post], JSON]) -> str:
+        fullname = self.submission(subreddit, title, author=author)
+        self._posts[fullname.removeprefix("t3_")].media = media
+        return fullname
+
+    def _preview_url(self, media: _Media) -> str:
+        # Escaped as Reddit's JSON escapes it: a client must unescape "&amp;" to get the signature through.
+        width = media.size[0] if media.size else 0
+        query = f"width={width}&format=png&auto=webp&s={media.signature}"
+        return escape(f"{self.url}{PREVIEW_PATH}{media.name}?{query}", quote=False)
+
+    def _gallery_metadata(self, media: _Media) -> JSON:
+        source: JSON = {"u": self._preview_url(media)}
+        if media.size is not None:
+            source |= {"x": media.size[0], "y": media.size[1]}
+        return {
+            "status": "valid",
+            "e": "Image",
+            "m": mimetypes.guess_type(media.name)[0] or "image/png",
+            "p": [],
+            "s": source,
+            "id": media.name.split(".")[0],
+        }
+
     def _count_comments(self, post: _Post) -> int:
         return sum(1 for c in self._comments.values() if c.post is post)
 
@@ -531,6 +718,8 @@ class FakeReddit:
             "link_flair_text": None,
             "thumbnail": "self",
         }
+        if post.media is not None:
+            data |= {"is_self": False, "selftext_html": None, **post.media(post)}
         return {"kind": "t3", "data": data}
 
     def _comment_json(self, comment: _Comment, *, replies: JSON | str = "", depth: int | None = None) -> JSON:
@@ -695,6 +884,8 @@ class FakeReddit:
             ("GET", "/user/{name}/about", self._user_about),
             ("GET", "/r/{sub}/comments", self._subreddit_comments),
             ("GET", "/r/{sub}/new", self._subreddit_new),
+            ("GET", HOSTED_PATH + "{name}", self._hosted),
+            ("GET", PREVIEW_PATH + "{name}", self._preview),
         ]
         # A thread, with or without a focused comment, reached through its subreddit or not.
         for prefix in ("/r/{sub}/comments/{post}", "/comments/{post}"):
@@ -731,7 +922,8 @@ class FakeReddit:
             return web.json_response(
                 _error_body(failure.status), status=failure.status, headers=failure.headers
             )
-        if request.path.rstrip("/") != TOKEN_PATH and not self._bearer_ok(request):
+        open_path = request.path.rstrip("/") == TOKEN_PATH or _is_media(request.path)
+        if not open_path and not self._bearer_ok(request):
             return web.json_response(_error_body(401), status=401)
         try:
             return await handler(request)
@@ -898,6 +1090,20 @@ class FakeReddit:
         found = [p for p in self._posts.values() if p.subreddit.lower() in subs]
         found.sort(key=lambda p: p.created_utc, reverse=True)
         return web.json_response(self._page([self._post_json(p) for p in found], request))
+
+    async def _hosted(self, request: web.Request) -> web.Response:
+        media = self._media.get(request.match_info["name"])
+        if media is None:
+            raise web.HTTPNotFound
+        return web.Response(body=media.data, content_type=_content_type(media.name))
+
+    async def _preview(self, request: web.Request) -> web.Response:
+        media = self._media.get(request.match_info["name"])
+        if media is None:
+            raise web.HTTPNotFound
+        if request.query.get("s") != media.signature:
+            raise web.HTTPForbidden  # preview.redd.it: "Invalid signature"
+        return web.Response(body=media.data, content_type=_content_type(media.name))
 
     async def _thread(self, request: web.Request) -> web.Response:
         post = self._posts.get(request.match_info["post"])

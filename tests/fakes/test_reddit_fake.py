@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import html
+import io
 from collections.abc import AsyncIterator
 
+import aiohttp
 import asyncpraw
 import asyncprawcore
 import pytest
 from asyncpraw.exceptions import RedditAPIException
-from asyncpraw.models import Comment, Message
+from asyncpraw.models import Comment, Message, Submission
+from PIL import Image
 
-from tests.fakes.reddit import AIOHTTP_AUTH_WARNING, FakeReddit, RateLimitHeaders
+from tests.fakes.reddit import AIOHTTP_AUTH_WARNING, FakeReddit, RateLimitHeaders, png_size
 
 pytestmark = pytest.mark.filterwarnings(AIOHTTP_AUTH_WARNING)
 
@@ -282,3 +286,66 @@ async def test_ratelimit_headers_are_sent_and_configurable(
     await reddit.user.me(use_cache=False)
     # Without headers asyncprawcore counts on from the last ones it saw.
     assert (limiter.remaining, limiter.used) == (4, 8)
+
+
+async def test_posts_with_pictures_as_asyncpraw_reads_them(
+    fake: FakeReddit, reddit: asyncpraw.Reddit
+) -> None:
+    picture = png(3, 2)
+    hosted = fake.image_post("pics", picture, "A cat")
+    gallery = fake.gallery_post("pics", [png(4, 4), png(5, 5)])
+    imgur = fake.link_post("pics", "https://i.imgur.com/abc.jpg", post_hint="image")
+    video = fake.link_post("pics", "", video=True)
+    text = fake.submission("pics", "Words", selftext="hello")
+
+    found = {
+        post.fullname: post async for post in reddit.info(fullnames=[hosted, gallery, imgur, video, text])
+    }
+
+    image = found[hosted]
+    assert isinstance(image, Submission) and not image.is_self
+    assert image.url == fake.hosted_url(image.url.rsplit("/", 1)[1]) and image.post_hint == "image"
+    assert image.preview["images"][0]["source"]["width"] == 3
+    album = found[gallery]
+    first = album.gallery_data["items"][0]["media_id"]
+    assert album.is_gallery and next(iter(album.media_metadata)) != first  # not in gallery order
+    assert album.media_metadata[first]["s"]["x"] == 4 and "&amp;" in album.media_metadata[first]["s"]["u"]
+    assert (found[imgur].domain, found[imgur].post_hint) == ("i.imgur.com", "image")
+    assert found[video].is_video and found[video].url.startswith("https://v.redd.it/")
+    assert found[text].is_self and not hasattr(found[text], "post_hint")
+    assert fake.downloads == []
+
+
+async def test_pictures_are_served_and_downloads_recorded(fake: FakeReddit, reddit: asyncpraw.Reddit) -> None:
+    picture = png(3, 2)
+    post = fake.image_post("pics", picture)
+    gallery = fake.gallery_post("pics", [png(4, 4)])
+    found = [post async for post in reddit.info(fullnames=[post, gallery])]
+    metadata = next(iter(found[1].media_metadata.values()))["s"]["u"]
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(found[0].url) as response:
+            assert response.status == 200 and await response.read() == picture
+        async with http.get(metadata) as escaped:  # "&amp;s=" hides the signature
+            assert escaped.status == 403
+        async with http.get(html.unescape(metadata)) as preview:
+            assert preview.status == 200 and preview.content_type == "image/png"
+        async with http.get(f"{fake.url}/i/nothing.png") as missing:
+            assert missing.status == 404
+
+    assert len(fake.downloads) == 4
+    assert fake.downloads[0] == "/i/" + found[0].url.rsplit("/", 1)[1]
+
+
+async def test_a_post_without_previews_reports_no_size(fake: FakeReddit, reddit: asyncpraw.Reddit) -> None:
+    bare = fake.image_post("pics", b"not a png", preview=True)
+    unprocessed = fake.image_post("pics", png(2, 2), preview=False)
+    found = [post async for post in reddit.info(fullnames=[bare, unprocessed])]
+    assert [hasattr(post, "preview") for post in found] == [False, False]
+    assert png_size(png(7, 9)) == (7, 9) and png_size(b"text") is None
+
+
+def png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (width * 10, height * 10, 0)).save(buffer, "PNG")
+    return buffer.getvalue()
