@@ -40,6 +40,7 @@ from generators.errors import ModelLoadError, UserError
 from generators.models import Catalog
 from generators.presets import describe_model
 from generators.requests import Failed, Finished, GenerationResult
+from generators.sources import SourceStore
 from generators.streams.keys import Keys
 from generators.streams.submit import RedisRunner
 
@@ -69,7 +70,10 @@ async def _local_core(settings: Settings) -> AsyncIterator[JobService]:
     )
     worker = GenerationWorker(pool, queue, config=config, limits=settings.limits, render=settings.render)
     async with Store.open(settings.store.path) as store:
-        service = JobService(store, LocalRunner(worker), settings.limits, settings.render.budget_bytes)
+        sources = SourceStore.beside(config.results_dir, settings.limits)
+        service = JobService(
+            store, LocalRunner(worker), settings.limits, settings.render.budget_bytes, sources=sources
+        )
         async with service, worker:
             yield service
 
@@ -88,7 +92,10 @@ async def _remote_core(settings: Settings) -> AsyncIterator[JobService]:
             total=settings.worker.global_queue,
         )
         async with runner:
-            service = JobService(store, runner, settings.limits, settings.render.budget_bytes)
+            sources = SourceStore.beside(settings.worker.results_dir, settings.limits)
+            service = JobService(
+                store, runner, settings.limits, settings.render.budget_bytes, sources=sources
+            )
             async with service:
                 yield service
 

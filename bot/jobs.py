@@ -30,9 +30,11 @@ from generators.requests import (
     GenerationRequest,
     Job,
     Progress,
+    Source,
     Started,
     new_job_id,
 )
+from generators.sources import SourceStore
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +77,21 @@ class JobService:
 
     ``runner`` is the worker in this process (``generators.local.LocalRunner``) or the workers on
     Redis (``generators.streams.submit.RedisRunner``, ``queue.backend: redis``); the service knows
-    neither.
+    neither. ``sources`` keeps the pictures remixes start from (adapters hand them in there).
     """
 
-    def __init__(self, store: Store, runner: Runner, limits: LimitsConfig, budget_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        runner: Runner,
+        limits: LimitsConfig,
+        budget_bytes: int,
+        *,
+        sources: SourceStore,
+    ) -> None:
         self.store = store
         self.runner = runner
+        self.sources = sources
         self.limits = limits
         self.budget_bytes = budget_bytes
         self._watchers: defaultdict[str, list[asyncio.Queue[Progress]]] = defaultdict(list)
@@ -107,18 +118,24 @@ class JobService:
     # -- requests -------------------------------------------------------------------------------
 
     def parse(
-        self, text: str, *, default_n: int | None = None, default_model: str | None = None
+        self,
+        text: str,
+        *,
+        default_n: int | None = None,
+        default_model: str | None = None,
+        source: Source | None = None,
     ) -> GenerationRequest:
         """Parse a command line with this bot's limits and resolve its model.
 
         A server's own default ``--n`` and default model (for requests of that model's kind that name
-        none) apply when given; a clip model turns a request into a clip.
+        none) apply when given; a clip model turns a request into a clip. With ``source`` (from
+        ``self.sources``) the request remixes that picture.
         """
         limits = self.limits
         if default_n is not None:
             limits = limits.model_copy(update={"default_n": min(default_n, limits.max_n)})
         catalog = self.catalog
-        request = parse(text, limits, catalog)
+        request = parse(text, limits, catalog, source=source)
         if request.model is None and default_model is not None and default_model in catalog:
             if catalog.get(default_model).kind is request.kind:
                 request = dataclasses.replace(request, model=default_model)

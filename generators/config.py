@@ -152,6 +152,9 @@ class LimitsConfig(Section):
         description="Most pixels a member's picture may declare (checked before decoding).",
     )
     allow_video: bool = True
+    default_strength: float = Field(
+        0.6, gt=0, le=1, description="How much of a picture a remix redraws when --strength is not given."
+    )
 
     @model_validator(mode="after")
     def _default_within_max(self) -> LimitsConfig:

@@ -2,6 +2,9 @@
 
 ``a hamster godzilla --no blurry --seed 7 --ar 16:9 --n 4 --model tiny --top WHEN YOU --bottom SEE IT``
 
+A remix adds ``--strength 0.6``; the picture itself comes with the command (an attachment, a reply, an
+image post), never in its text.
+
 The prompt comes first; a flag is ``--name`` at the start of the text or after whitespace, followed by
 whitespace or the end (phones turn ``--`` into an em or en dash, which count too). Text-valued flags take
 everything up to the next flag; numeric ones take exactly one word. Anything wrong raises BadRequest with a
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from generators.config import LimitsConfig
 from generators.errors import BadRequest
-from generators.requests import GenerationRequest, Kind
+from generators.requests import GenerationRequest, Kind, Source
 from generators.text import clip
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
 # ASCII digits only, as for the numeric flags; five digits bound int() and the ratio check.
 _RATIO = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})$")
+_STRENGTH = re.compile(r"^[0-9]?(?:\.[0-9]{1,3})?$")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 SEED_LIMIT = 2**32
 _SHOWN = 24  # echo at most this much of what the user typed: a reply must stay short
@@ -40,7 +44,7 @@ class FlagSpec:
     """One flag: its name, what it takes, and a line of help."""
 
     name: str
-    takes: Literal["text", "number", "ratio", "name", "nothing"]
+    takes: Literal["text", "number", "fraction", "ratio", "name", "nothing"]
     help: str
 
 
@@ -51,6 +55,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec("n", "number", "how many images in the grid"),
     FlagSpec("steps", "number", "denoising steps (more: slower, sometimes better)"),
     FlagSpec("model", "name", "which model draws it (see /info for the list)"),
+    FlagSpec("strength", "fraction", "with a picture: how much of it to redraw, from 0.05 to 1"),
     FlagSpec("top", "text", "meme caption at the top"),
     FlagSpec("bottom", "text", "meme caption at the bottom"),
     FlagSpec("video", "nothing", "a short clip instead of a grid"),
@@ -63,10 +68,14 @@ def normalise(text: str) -> str:
     return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
-def parse(text: str, limits: LimitsConfig, catalog: Catalog | None = None) -> GenerationRequest:
+def parse(
+    text: str, limits: LimitsConfig, catalog: Catalog | None = None, *, source: Source | None = None
+) -> GenerationRequest:
     """Turn a command line into a request, or raise BadRequest saying what to change.
 
     With ``catalog``, a ``--model`` must name one of its models, and ``--video`` one of its clip models.
+    With ``source`` (the picture that came with the command) the request is a remix, at ``--strength``
+    or the limits' default strength.
     """
     text = normalise(text)
     matches = list(_FLAG.finditer(text))
@@ -81,7 +90,7 @@ def parse(text: str, limits: LimitsConfig, catalog: Catalog | None = None) -> Ge
             raise BadRequest(f"--{name} is given twice; keep one", flag=f"--{name}")
         values[name] = text[match.end() : end].strip()
     _check_prompt(prompt, limits)
-    request = _build(prompt, values, limits)
+    request = _build(prompt, values, limits, source)
     if catalog is not None and request.model is not None:
         catalog.resolve(request)  # raises for an unknown model or --video with an image model
     return request
@@ -104,7 +113,9 @@ def _check_prompt(prompt: str, limits: LimitsConfig) -> None:
         raise BadRequest(f"the prompt is {len(prompt)} characters; the limit is {limits.max_prompt_chars}")
 
 
-def _build(prompt: str, values: dict[str, str], limits: LimitsConfig) -> GenerationRequest:
+def _build(
+    prompt: str, values: dict[str, str], limits: LimitsConfig, source: Source | None
+) -> GenerationRequest:
     video = "video" in values
     if video and values["video"]:
         raise BadRequest("--video takes no value: put the prompt before the flags", flag="--video")
@@ -117,7 +128,53 @@ def _build(prompt: str, values: dict[str, str], limits: LimitsConfig) -> Generat
     for name, raw in values.items():
         if name != "video":
             fields.update(_READERS[name](raw, limits))
+    if source is None and "strength" in fields:
+        raise BadRequest(
+            "--strength needs a picture to start from: attach one, or reply to a message that has one",
+            flag="--strength",
+        )
+    if source is not None:
+        if video:
+            raise BadRequest(NO_CLIP_REMIX, flag="--video")
+        fields["source"] = source
+        fields.setdefault("strength", limits.default_strength)
+        _check_remix_steps(fields.get("steps"), fields["strength"])
     return GenerationRequest(**fields)
+
+
+NO_CLIP_REMIX = "clips can't start from a picture: leave out --video, or use an image model"
+
+
+def min_steps(strength: float) -> int:
+    """The fewest scheduled steps that leave at least one denoising step at ``strength``.
+
+    Diffusers' image-to-image pipelines run ``int(steps × strength)`` of the steps; distilled models
+    default to one or two steps, so a remix of theirs needs more scheduled to run any.
+    """
+    steps = max(1, math.ceil(1 / strength))
+    while int(steps * strength) < 1:  # the same float product the pipeline computes
+        steps += 1
+    return steps
+
+
+def _check_remix_steps(steps: int | None, strength: float) -> None:
+    if steps is not None and int(steps * strength) < 1:
+        least = min_steps(strength)
+        raise BadRequest(
+            f"--steps {steps} at --strength {strength:g} leaves no step to run (a remix runs steps × "
+            f"strength of them): use --steps {least} or more, or a higher --strength",
+            flag="--steps",
+        )
+
+
+def _strength(raw: str, limits: LimitsConfig) -> dict[str, Any]:
+    value = float(raw) if raw and raw != "." and _STRENGTH.match(raw) else None
+    if value is None or not 0 < value <= 1:
+        got = f" (got '{clip(raw, _SHOWN)}')" if raw else ""
+        raise BadRequest(
+            f"--strength must be a number above 0 and at most 1, like 0.6{got}", flag="--strength"
+        )
+    return {"strength": value}
 
 
 def _text(
@@ -189,6 +246,7 @@ _READERS: dict[str, Callable[[str, LimitsConfig], dict[str, Any]]] = {
     "seed": _number("seed", "seed", 0, lambda limits: SEED_LIMIT - 1),
     "ar": _ratio,
     "model": _model,
+    "strength": _strength,
     "n": _number("n", "n", 1, lambda limits: limits.max_n),
     "steps": _number("steps", "steps", 1, lambda limits: limits.max_steps),
     "top": _text("top", "top", lambda limits: limits.max_caption_chars),
@@ -211,6 +269,8 @@ def format_request(request: GenerationRequest, limits: LimitsConfig) -> str:
         parts.append(f"--steps {request.steps}")
     if request.model is not None:
         parts.append(f"--model {request.model}")
+    if request.strength is not None:
+        parts.append(f"--strength {request.strength:g}")
     if request.top:
         parts.append(f"--top {request.top}")
     if request.bottom:
@@ -218,6 +278,19 @@ def format_request(request: GenerationRequest, limits: LimitsConfig) -> str:
     if request.kind is Kind.VIDEO:
         parts.append("--video")
     return " ".join(parts)
+
+
+def provenance(request: GenerationRequest) -> str:
+    """Where a remix started, for its page and reply ("" for a request drawn from noise).
+
+    It names the job or the picture's SHA-256, never the picture: a result shared elsewhere does not
+    carry its source along.
+    """
+    source = request.source
+    if source is None:
+        return ""
+    start = f"job {source.job}" if source.job else f"image sha256:{source.digest[:12]}…"
+    return f"remix of {start} at strength {request.strength or 0:g}"
 
 
 def size_for(aspect: tuple[int, int], native: int, max_side: int, multiple: int = 64) -> tuple[int, int]:
@@ -248,7 +321,14 @@ def help_text(limits: LimitsConfig) -> str:
     """A short usage text for help commands."""
     lines = ["Write what to draw, then any flags:"]
     for spec in FLAGS:
-        arg = {"text": " TEXT", "number": " N", "ratio": " W:H", "name": " NAME", "nothing": ""}[spec.takes]
+        arg = {
+            "text": " TEXT",
+            "number": " N",
+            "fraction": " S",
+            "ratio": " W:H",
+            "name": " NAME",
+            "nothing": "",
+        }[spec.takes]
         lines.append(f"  --{spec.name}{arg}: {spec.help}")
     lines.append(f"Up to {limits.max_n} images (default {limits.default_n}), up to {limits.max_steps} steps.")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from generators.config import LimitsConfig
 from generators.errors import BadRequest
-from generators.grammar import size_for
+from generators.grammar import NO_CLIP_REMIX, min_steps, size_for
 from generators.requests import GenerationRequest, Kind
 from generators.text import clip
 
@@ -45,6 +45,15 @@ class ModelInfo:
     dtype: str
     note: str = ""
     max_work: float = DEFAULT_MAX_WORK
+
+    def steps_for(self, request: GenerationRequest) -> int:
+        """The steps ``request`` schedules: its own, else this model's default, raised for a remix
+        until at least one step runs at its strength (see ``grammar.min_steps``)."""
+        if request.steps is not None:
+            return request.steps
+        if request.strength is not None:
+            return max(self.steps, min_steps(request.strength))
+        return self.steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +123,20 @@ class Catalog:
         side, which sizes the request as the worker will).
         """
         model = self.model_for(request)
+        if request.remix and model.kind is Kind.VIDEO:
+            raise BadRequest(
+                f"{NO_CLIP_REMIX} ({model.name} makes clips)" + _other(self.of_kind(Kind.IMAGE), "image")
+            )
         if model.kind is Kind.VIDEO and request.kind is Kind.IMAGE:
             request = dataclasses.replace(request, kind=Kind.VIDEO, n=1)
         if request.steps is not None and request.steps > model.max_steps:
             raise BadRequest(f"--steps must be at most {model.max_steps} for {model.name}", flag="--steps")
+        if (needed := model.steps_for(request)) > model.max_steps:  # a remix's raised default
+            raise BadRequest(
+                f"--strength {request.strength:g} needs {needed} steps on {model.name}, which allows "
+                f"{model.max_steps}: use a higher --strength",
+                flag="--strength",
+            )
         _check_work(request, model, max_side)
         return dataclasses.replace(request, model=model.name)
 
@@ -147,7 +166,7 @@ def work_of(request: GenerationRequest, model: ModelInfo, max_side: int = _MAX_S
     """How much work ``request`` asks of ``model``, in megapixel-steps (see ModelInfo.max_work)."""
     width, height = size_for(request.aspect, model.size, max_side)
     images = model.frames if request.kind is Kind.VIDEO else request.n
-    return images * (request.steps or model.steps) * width * height / MEGAPIXEL
+    return images * model.steps_for(request) * width * height / MEGAPIXEL
 
 
 def _check_work(request: GenerationRequest, model: ModelInfo, max_side: int) -> None:
@@ -155,7 +174,7 @@ def _check_work(request: GenerationRequest, model: ModelInfo, max_side: int) -> 
     if work <= model.max_work:
         return
     width, height = size_for(request.aspect, model.size, max_side)
-    steps = request.steps or model.steps
+    steps = model.steps_for(request)
     if request.kind is Kind.VIDEO:
         asked, fewer, flag = f"a clip of {model.frames} frames × {steps} steps", "--steps", "--steps"
     else:

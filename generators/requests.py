@@ -22,12 +22,25 @@ class Kind(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """Where a remix starts: the SHA-256 (hex) of the member's picture, and the job it came from, if any.
+
+    Only this travels with the request; the picture itself waits in the source folder
+    (``generators.sources``), so a job, its metadata and its page name the picture without holding it.
+    """
+
+    digest: str
+    job: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One user's command, ready for the worker.
 
     ``seed``, ``steps`` and ``model`` may be ``None`` (random seed, the model's default step count, the
     default model for the kind); the job service fills the seed and the model in before the job is
-    stored, so every stored request can be reproduced.
+    stored, so every stored request can be reproduced. A remix starts from ``source`` at ``strength``
+    (how much of the picture is redrawn: 1 keeps nothing of it).
     """
 
     prompt: str
@@ -40,6 +53,13 @@ class GenerationRequest:
     bottom: str = ""
     kind: Kind = Kind.IMAGE
     model: str | None = None
+    source: Source | None = None
+    strength: float | None = None
+
+    @property
+    def remix(self) -> bool:
+        """Whether this request starts from a picture."""
+        return self.source is not None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (see :meth:`from_dict`)."""
@@ -54,6 +74,8 @@ class GenerationRequest:
         values = dict(data)
         values["aspect"] = tuple(values.get("aspect", (1, 1)))
         values["kind"] = Kind(values.get("kind", Kind.IMAGE))
+        if values.get("source") is not None:
+            values["source"] = Source(**values["source"])
         return cls(**values)
 
 
@@ -137,20 +159,32 @@ class GenerationResult:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One image (or clip) of a batch: its own prompt and its own seeded generator."""
+    """One image (or clip) of a batch: its own prompt, its own seeded generator, and its picture's digest
+    when it is a remix."""
 
     prompt: str
     negative: str
     seed: int
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class BatchSpec:
-    """What every slot of one pipeline call shares."""
+    """What every slot of one pipeline call shares.
+
+    A remix call (``strength`` set) starts every slot from its own picture and runs only the last
+    ``denoising_steps`` of the ``steps`` scheduled, as diffusers' image-to-image pipelines do.
+    """
 
     width: int
     height: int
     steps: int
+    strength: float | None = None
+
+    @property
+    def denoising_steps(self) -> int:
+        """The steps the pipeline runs: all of them, or ``int(steps × strength)`` for a remix."""
+        return self.steps if self.strength is None else int(self.steps * self.strength)
 
 
 # Progress events: small values an adapter turns into message edits at a bounded rate.

@@ -46,12 +46,14 @@ from generators.requests import (
     Step,
 )
 from generators.results import render_job
+from generators.sources import open_source, sources_folder
 
 log = logging.getLogger(__name__)
 
 OOM_REASON = "the GPU ran out of memory even for a single image: try a smaller --ar or fewer --steps"
 INTERNAL_REASON = "generation failed on our side; the error was logged for the admins"
 TIME_REASON = "it took longer than the {limit:g} s limit for one job: try fewer --n or --steps"
+SOURCE_GONE_REASON = "the picture to remix is no longer here (it expired): send it again"
 
 
 class WorkerState(enum.Enum):
@@ -101,6 +103,11 @@ class _Failure:
 _Outcome = list[Image.Image] | _Failure | None  # None: cancelled
 #: Reports a finished step to the jobs still wanted: (job id → its first slot in the call, step, latents).
 _Report = Callable[[dict[str, int], int, torch.Tensor], None]
+
+
+def _digest(job: Job) -> str:
+    """The digest of a remixed job's picture ("" for a job drawn from noise)."""
+    return job.request.source.digest if job.request.source is not None else ""
 
 
 class StepRates:
@@ -156,6 +163,8 @@ class GenerationWorker:
         self._stopped: set[str] = set()  # running jobs already told they are cancelled
         self._positions: dict[str, int] = {}
         self._busy_until: float = 0.0
+        #: Where remixes' pictures wait (``generators.sources``).
+        self.sources = sources_folder(config.results_dir)
         self.state = WorkerState.UNOPENED
 
     async def __aenter__(self) -> GenerationWorker:
@@ -225,16 +234,20 @@ class GenerationWorker:
         info = self.model_of(job)
         request = job.request
         width, height = size_for(request.aspect, info.size, self.limits.max_side)
-        spec = BatchSpec(width=width, height=height, steps=request.steps or info.steps)
+        strength = request.strength if request.source is not None else None
+        spec = BatchSpec(width=width, height=height, steps=info.steps_for(request), strength=strength)
         seed = request.seed or 0
         count = 1 if request.kind is Kind.VIDEO else request.n
-        slots = tuple(Slot(request.prompt, request.negative, (seed + i) % 2**32) for i in range(count))
+        source = request.source.digest if request.source is not None else ""
+        slots = tuple(
+            Slot(request.prompt, request.negative, (seed + i) % 2**32, source) for i in range(count)
+        )
         return Plan(spec, slots)
 
     def batch_key(self, job: Job) -> Hashable:
-        """Jobs with equal keys share one pipeline call: same model, size and steps."""
+        """Jobs with equal keys share one pipeline call: same model, size, steps and remix strength."""
         spec = self.plan(job).spec
-        return (self.model_of(job).name, spec.width, spec.height, spec.steps)
+        return (self.model_of(job).name, spec.width, spec.height, spec.steps, spec.strength)
 
     def images_of(self, job: Job) -> int:
         """How much of a batch a job takes: its images, or a clip's frames."""
@@ -248,7 +261,7 @@ class GenerationWorker:
 
     def _estimate(self, job: Job) -> float | None:
         spec = self.plan(job).spec
-        return self.rates.estimate(self.batch_key(job), spec.steps, self.images_of(job))
+        return self.rates.estimate(self.batch_key(job), spec.denoising_steps, self.images_of(job))
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -313,11 +326,19 @@ class GenerationWorker:
         model = self.model_of(jobs[0]).name
         plans = {job.id: self.plan(job) for job in jobs}
         spec = plans[jobs[0].id].spec
+        pictures: dict[str, Image.Image] = {}
+        if spec.strength is not None:
+            pictures = await asyncio.to_thread(self._pictures, jobs, spec)
+            for job in [job for job in jobs if _digest(job) not in pictures]:
+                self._release(job.id, Failed(SOURCE_GONE_REASON))
+                jobs.remove(job)
+            if not jobs:
+                return
         items = [_Item(job.id, slot) for job in jobs for slot in plans[job.id].slots]
         for job in jobs:
             self._emit(job.id, Started(batch_size=len(items)))
         started = time.monotonic()
-        estimate = self.rates.estimate(self.batch_key(jobs[0]), spec.steps, len(items))
+        estimate = self.rates.estimate(self.batch_key(jobs[0]), spec.denoising_steps, len(items))
         self._busy_until = started + self.models.load_estimate(model) + (estimate or 0.0)
         self.publish_positions()
         if not self.models.is_loaded(model):
@@ -338,10 +359,21 @@ class GenerationWorker:
         outcomes: dict[_Item, _Outcome] = {}
         deadline = self._deadline(len(jobs))
         for index, chunk in enumerate(chunks):
-            progress = self._progress(backend, index, len(chunks), spec.steps)
-            call = functools.partial(self._call, backend, spec, chunk, progress, deadline)
+            progress = self._progress(backend, index, len(chunks), spec.denoising_steps)
+            call = functools.partial(self._call, backend, spec, chunk, progress, deadline, pictures)
             outcomes.update(await self.loop.run_in_executor(self._gpu, call))
         self._finish_batch(jobs, plans, outcomes, time.monotonic() - started)
+
+    def _pictures(self, jobs: Sequence[Job], spec: BatchSpec) -> dict[str, Image.Image]:
+        """The remixed jobs' pictures at the call's size, by digest (a missing one is left out)."""
+        pictures = {}
+        for digest in {_digest(job) for job in jobs}:
+            picture = open_source(self.sources, digest, spec.width, spec.height)
+            if picture is not None:
+                pictures[digest] = picture
+            else:
+                log.warning("the picture %s… to remix is gone", digest[:12])
+        return pictures
 
     def _max_images(self) -> int:
         """Most images one take may gather: the calls then split them by what each model fits."""
@@ -400,7 +432,7 @@ class GenerationWorker:
 
     def _metadata(self, job: Job, plan: Plan) -> dict[str, str]:
         request = job.request
-        return {
+        metadata = {
             "prompt": request.prompt,
             "negative": request.negative,
             "seed": str(plan.slots[0].seed),
@@ -410,6 +442,13 @@ class GenerationWorker:
             "job": job.id,
             "command": format_request(job.request, self.limits),
         }
+        if request.source is not None:
+            source = request.source
+            metadata["source"] = f"job {source.job}" if source.job else f"sha256:{source.digest}"
+            metadata["source_sha256"] = source.digest
+            metadata["strength"] = f"{request.strength:g}"
+            metadata["denoising_steps"] = str(plan.spec.denoising_steps)
+        return metadata
 
     def _release(self, job_id: str, event: Progress) -> None:
         """Send a job's one terminal event (Cancelled wins if it was asked for) and forget it."""
@@ -453,8 +492,12 @@ class GenerationWorker:
         items: Sequence[_Item],
         progress: _Report,
         deadline: float | None = None,
+        pictures: dict[str, Image.Image] | None = None,
     ) -> dict[_Item, _Outcome]:
-        """One pipeline call (on the inference thread), split on out-of-memory or a failing job."""
+        """One pipeline call (on the inference thread), split on out-of-memory or a failing job.
+
+        ``pictures``: a remix call's start pictures by digest, each slot taking its own.
+        """
         first_slots: dict[str, int] = {}
         for index, item in enumerate(items):
             first_slots.setdefault(item.job_id, index)
@@ -472,14 +515,16 @@ class GenerationWorker:
             progress(live, step, latents)
 
         started = time.perf_counter()
+        slots = [item.slot for item in items]
+        starts = [pictures[slot.source] for slot in slots] if pictures else []
         try:
-            outputs = backend.generate(spec, [item.slot for item in items], on_step)
+            outputs = backend.generate(spec, slots, on_step, starts)
         except _Interrupted:
             return dict.fromkeys(items)
         except _OutOfTime:
             return self._out_of_time(items, job_ids)
         except torch.OutOfMemoryError:
-            return self._split_after_oom(backend, spec, items, progress, deadline)
+            return self._split_after_oom(backend, spec, items, progress, deadline, pictures)
         except Exception:
             log.exception(
                 "pipeline call failed for jobs %s", ", ".join(job_ids), extra={"job_id": ",".join(job_ids)}
@@ -490,12 +535,12 @@ class GenerationWorker:
             outcomes: dict[_Item, _Outcome] = {}
             for job_id in job_ids:
                 alone = [i for i in items if i.job_id == job_id]
-                outcomes |= self._call(backend, spec, alone, progress, deadline)
+                outcomes |= self._call(backend, spec, alone, progress, deadline, pictures)
             return outcomes
-        key = (backend.info.name, spec.width, spec.height, spec.steps)
+        key = (backend.info.name, spec.width, spec.height, spec.steps, spec.strength)
         # A clip counts its frames, as in images_of().
         units = sum(len(frames) for frames in outputs)
-        self.rates.record(key, time.perf_counter() - started, spec.steps, units)
+        self.rates.record(key, time.perf_counter() - started, spec.denoising_steps, units)
         return dict(zip(items, outputs, strict=True))
 
     def _out_of_time(self, items: Sequence[_Item], job_ids: list[str]) -> dict[_Item, _Outcome]:
@@ -515,6 +560,7 @@ class GenerationWorker:
         items: Sequence[_Item],
         progress: _Report,
         deadline: float | None,
+        pictures: dict[str, Image.Image] | None,
     ) -> dict[_Item, _Outcome]:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -527,6 +573,6 @@ class GenerationWorker:
             return {items[0]: _Failure(OOM_REASON)}
         half = len(items) // 2
         log.warning("out of memory for %d images: retrying as %d + %d", len(items), half, len(items) - half)
-        return self._call(backend, spec, items[:half], progress, deadline) | self._call(
-            backend, spec, items[half:], progress, deadline
+        return self._call(backend, spec, items[:half], progress, deadline, pictures) | self._call(
+            backend, spec, items[half:], progress, deadline, pictures
         )

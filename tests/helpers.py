@@ -17,6 +17,7 @@ from generators.pipelines import DiffusersBackend
 from generators.pool import ModelPool
 from generators.queue import InProcessQueue
 from generators.requests import TERMINAL, Progress
+from generators.sources import SourceStore
 from generators.worker import GenerationWorker
 
 
@@ -80,7 +81,10 @@ async def open_service(
         render=RenderConfig(),
     )
     async with Store.open(db) as store:
-        service = JobService(store, LocalRunner(worker), LimitsConfig(), budget_bytes=10 * 1024 * 1024)
+        sources = SourceStore.beside(worker.config.results_dir, LimitsConfig())
+        service = JobService(
+            store, LocalRunner(worker), LimitsConfig(), budget_bytes=10 * 1024 * 1024, sources=sources
+        )
         async with service:
             if start_worker:
                 worker.start()

@@ -10,6 +10,7 @@ refusal is a UserError whose message fits the platform's reply; anything else th
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,9 +27,11 @@ from bot.reddit._text import message_reply
 from bot.settings import DiscordConfig, RedditConfig
 from generators.config import LimitsConfig, ModelConfig
 from generators.errors import UserError
+from generators.intake import IntakeLimits
 from generators.models import Catalog, work_of
 from generators.presets import describe_model
 from generators.requests import GenerationRequest, Kind
+from generators.sources import SourceStore
 
 DISCORD_LIMIT = 2000  # characters in one message
 REDDIT_LIMIT = 10_000  # characters in one comment
@@ -100,7 +103,8 @@ reddit_starts = st.sampled_from(
 def service() -> JobService:
     """The job service as far as parsing goes: the limits and the catalog, no store or worker."""
     runner = SimpleNamespace(catalog=CATALOG)
-    return JobService(None, runner, LIMITS, budget_bytes=10 * 1024 * 1024)  # type: ignore[arg-type]
+    sources = SourceStore(Path("unused"), IntakeLimits())
+    return JobService(None, runner, LIMITS, budget_bytes=10 * 1024 * 1024, sources=sources)  # type: ignore[arg-type]
 
 
 def discord_requests() -> Requests:

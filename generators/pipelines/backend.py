@@ -38,9 +38,13 @@ class Backend(Protocol):
     info: ModelInfo
 
     def generate(
-        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+        self,
+        spec: BatchSpec,
+        slots: Sequence[Slot],
+        on_step: StepCallback,
+        pictures: Sequence[Image.Image] = (),
     ) -> list[list[Image.Image]]:
-        """Run one pipeline call."""
+        """Run one pipeline call; a remix call (``spec.strength``) starts slot i from ``pictures[i]``."""
         ...
 
     def preview(self, latents: torch.Tensor, index: int) -> Image.Image:
@@ -71,6 +75,7 @@ class DiffusersBackend:
         self.pipe = pipe
         self.info = info
         self.tiny_vae = tiny_vae
+        self._img2img: Any | None = None
         if fast_decode and tiny_vae is not None:
             self.pipe.vae = tiny_vae
         pipe.set_progress_bar_config(disable=True)
@@ -82,9 +87,17 @@ class DiffusersBackend:
             self.tiny_vae.to(device)
 
     def generate(
-        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+        self,
+        spec: BatchSpec,
+        slots: Sequence[Slot],
+        on_step: StepCallback,
+        pictures: Sequence[Image.Image] = (),
     ) -> list[list[Image.Image]]:
-        """Run one pipeline call; every slot draws its noise from its own generator."""
+        """Run one pipeline call; every slot draws its noise from its own generator.
+
+        A remix call (``spec.strength`` set) runs the image-to-image form of the same pipeline on
+        ``pictures`` (one per slot, already at the call's size).
+        """
         # CPU generators give the same noise on every device, so a seed reproduces anywhere.
         generators = [torch.Generator("cpu").manual_seed(slot.seed) for slot in slots]
         common: dict[str, Any] = {
@@ -99,17 +112,36 @@ class DiffusersBackend:
         }
         with torch.inference_mode():
             if self.info.kind is Kind.VIDEO:
+                if spec.strength is not None:
+                    raise ValueError("clip models don't remix pictures")
                 return self._video(common, spec.steps, on_step)
-            return self._images(common, spec.steps, on_step)
+            if spec.strength is not None:
+                if len(pictures) != len(slots):
+                    raise ValueError(
+                        f"a remix of {len(slots)} images needs as many pictures, not {len(pictures)}"
+                    )
+                del common["width"], common["height"]  # the pictures' size is the output size
+                remix = {"image": list(pictures), "strength": spec.strength}
+                return self._images(self.img2img(), common | remix, spec.denoising_steps, on_step)
+            return self._images(self.pipe, common, spec.steps, on_step)
 
-    def _images(self, common: dict[str, Any], steps: int, on_step: StepCallback) -> list[list[Image.Image]]:
+    def img2img(self) -> Any:
+        """The image-to-image pipeline on this pipeline's own modules: no second copy of any weight."""
+        if self._img2img is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            self._img2img.set_progress_bar_config(disable=True)
+        return self._img2img
+
+    def _images(
+        self, pipe: Any, common: dict[str, Any], steps: int, on_step: StepCallback
+    ) -> list[list[Image.Image]]:
         def step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             on_step(i + 1, steps, tensors["latents"])
             return {}
 
-        out = self.pipe(
-            **common, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"]
-        )
+        out = pipe(**common, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"])
         return [[image] for image in to_images(out.images)]
 
     def _video(self, common: dict[str, Any], steps: int, on_step: StepCallback) -> list[list[Image.Image]]:

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from generators.config import LimitsConfig
 from generators.errors import BadRequest
-from generators.grammar import format_request, help_text, parse, size_for
+from generators.grammar import format_request, help_text, min_steps, parse, provenance, size_for
 from generators.models import Catalog, ModelInfo
-from generators.requests import GenerationRequest, Kind
+from generators.requests import GenerationRequest, Kind, Source
 
 LIMITS = LimitsConfig()
 
@@ -260,3 +260,73 @@ def test_model_refusals_say_what_to_type(text: str, message: str) -> None:
     with pytest.raises(BadRequest, match=re.escape(message)) as caught:
         parse(text, LIMITS, CATALOG)
     assert caught.value.flag == "--model" or "--video" in message
+
+
+# -- remix -----------------------------------------------------------------------------------------
+
+PICTURE = Source("ab" * 32)
+
+
+@pytest.mark.parametrize(
+    ("text", "strength"),
+    [
+        ("a cat", 0.6),
+        ("a cat --strength 0.25", 0.25),
+        ("a cat --strength .5", 0.5),
+        ("a cat --strength 1", 1.0),
+        ("a cat --strength 1.0", 1.0),
+    ],
+)
+def test_a_picture_makes_a_remix_at_the_given_or_default_strength(text: str, strength: float) -> None:
+    request = parse(text, LIMITS, source=PICTURE)
+    assert request.source == PICTURE and request.remix
+    assert request.strength == strength
+
+
+@pytest.mark.parametrize(
+    "raw", ["0", "0.0", "1.5", "2", "-0.5", "abc", ".", "0.6.1", "0,6", "٠.5", "0.12345"]
+)
+def test_strength_must_be_above_0_and_at_most_1(raw: str) -> None:
+    with pytest.raises(BadRequest, match="--strength must be a number above 0 and at most 1") as caught:
+        parse(f"a cat --strength {raw}", LIMITS, source=PICTURE)
+    assert caught.value.flag == "--strength"
+
+
+def test_strength_without_a_picture_says_how_to_give_one() -> None:
+    with pytest.raises(BadRequest, match="needs a picture to start from"):
+        parse("a cat --strength 0.5", LIMITS)
+
+
+def test_explicit_steps_must_leave_a_step_at_the_strength() -> None:
+    assert parse("a cat --steps 2 --strength 0.5", LIMITS, source=PICTURE).steps == 2
+    with pytest.raises(BadRequest, match=r"--steps 1 at --strength 0\.5 leaves no step to run.*--steps 2"):
+        parse("a cat --steps 1 --strength 0.5", LIMITS, source=PICTURE)
+    with pytest.raises(BadRequest, match="use --steps 10 or more"):
+        parse("a cat --steps 9 --strength 0.1", LIMITS, source=PICTURE)
+
+
+@pytest.mark.parametrize("strength", [0.05, 0.1, 0.29, 0.3, 0.333, 0.5, 0.6, 0.7, 0.999, 1.0])
+def test_min_steps_is_the_fewest_that_run_a_step(strength: float) -> None:
+    least = min_steps(strength)
+    assert int(least * strength) >= 1
+    assert least == 1 or int((least - 1) * strength) < 1
+
+
+def test_a_few_step_model_schedules_enough_steps_for_a_remix() -> None:
+    turbo = ModelInfo("turbo", "x", Kind.IMAGE, 1, 4, 0.0, 512, 16, 8, "cpu", "float32")
+    catalog = Catalog((turbo,), image="turbo")
+    remix = parse("a cat --strength 0.5", LIMITS, catalog, source=PICTURE)
+    assert turbo.steps_for(remix) == 2  # 2 × 0.5 = 1 step actually runs
+    assert turbo.steps_for(parse("a cat", LIMITS)) == 1
+    with pytest.raises(BadRequest, match=r"--strength 0\.2 needs 5 steps on turbo, which allows 4"):
+        catalog.resolve(parse("a cat --strength 0.2", LIMITS, catalog, source=PICTURE))
+
+
+def test_a_remix_formats_back_and_names_its_source() -> None:
+    request = parse("a cat --seed 3 --strength 0.45", LIMITS, source=PICTURE)
+    assert parse(format_request(request, LIMITS), LIMITS, source=PICTURE) == request
+    assert provenance(request) == f"remix of image sha256:{'ab' * 6}… at strength 0.45"
+    from_job = parse("a cat", LIMITS, source=Source("cd" * 32, job="AbC123xyz"))
+    assert provenance(from_job) == "remix of job AbC123xyz at strength 0.6"
+    assert provenance(parse("a cat", LIMITS)) == ""
+    assert GenerationRequest.from_dict(request.to_dict()) == request

@@ -119,10 +119,14 @@ class CountingCalls:
         self.calls: list[int] = []
 
     def generate(
-        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+        self,
+        spec: BatchSpec,
+        slots: Sequence[Slot],
+        on_step: StepCallback,
+        pictures: Sequence[Image.Image] = (),
     ) -> list[list[Image.Image]]:
         self.calls.append(len(slots))
-        return self.backend.generate(spec, slots, on_step)
+        return self.backend.generate(spec, slots, on_step, pictures)
 
     def preview(self, latents: torch.Tensor, index: int) -> Image.Image:
         return self.backend.preview(latents, index)
@@ -148,12 +152,16 @@ class FitsThree(CountingCalls):
     """A backend whose 'GPU' holds at most three images per call."""
 
     def generate(
-        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+        self,
+        spec: BatchSpec,
+        slots: Sequence[Slot],
+        on_step: StepCallback,
+        pictures: Sequence[Image.Image] = (),
     ) -> list[list[Image.Image]]:
         self.calls.append(len(slots))
         if len(slots) > 3:
             raise torch.OutOfMemoryError("CUDA out of memory (stand-in)")
-        return self.backend.generate(spec, slots, on_step)
+        return self.backend.generate(spec, slots, on_step, pictures)
 
 
 def test_the_largest_batch_is_measured_once_per_model_and_size(tiny_backend: DiffusersBackend) -> None:

@@ -53,7 +53,11 @@ class Recording:
         self.thread_names: set[str] = set()
 
     def generate(
-        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback
+        self,
+        spec: BatchSpec,
+        slots: Sequence[Slot],
+        on_step: StepCallback,
+        pictures: Sequence[Image.Image] = (),
     ) -> list[list[Image.Image]]:
         self.calls.append([slot.prompt for slot in slots])
         self.thread_names.add(threading.current_thread().name)
@@ -65,7 +69,7 @@ class Recording:
             threading.Event().wait(self.step_delay)
             on_step(i, n, latents)
 
-        return self.inner.generate(spec, slots, slow_step if self.step_delay else on_step)
+        return self.inner.generate(spec, slots, slow_step if self.step_delay else on_step, pictures)
 
     def preview(self, latents: torch.Tensor, index: int) -> Image.Image:
         return self.inner.preview(latents, index)

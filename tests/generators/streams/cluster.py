@@ -21,6 +21,7 @@ from generators.pipelines import DiffusersBackend
 from generators.pool import ModelPool
 from generators.presets import describe_model
 from generators.requests import TERMINAL, Finished, Job, Progress
+from generators.sources import SourceStore
 from generators.streams.heartbeat import WorkerStatus, announce
 from generators.streams.keys import Keys
 from generators.streams.relay import Relay, heartbeat_interval
@@ -98,7 +99,10 @@ async def bot(
             refresh_s=refresh_s,
         )
         async with runner:
-            service = JobService(store, runner, LimitsConfig(), budget_bytes=10 * 1024 * 1024)
+            sources = SourceStore.beside(folder / "results", LimitsConfig())
+            service = JobService(
+                store, runner, LimitsConfig(), budget_bytes=10 * 1024 * 1024, sources=sources
+            )
             async with service:
                 yield service
 
