@@ -57,24 +57,58 @@ class IntakeLimits:
         return cls(max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
 
 
-def allowed(url: str, hosts: Collection[str]) -> bool:
-    """Whether ``url`` is an HTTPS address on one of ``hosts`` (no user info, no odd port)."""
+def allowed(url: str, hosts: Collection[str], schemes: Collection[str] = ("https",)) -> bool:
+    """Whether ``url`` is an HTTPS address on one of ``hosts`` (no user info, no odd port).
+
+    ``schemes`` widens the scheme check (plain HTTP to a test server on the loopback); any port is then
+    taken too, as a test server's is never 443.
+    """
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number
+        return False
     return (
-        parts.scheme == "https"
+        parts.scheme in schemes
         and parts.hostname in hosts
         and parts.username is None
-        and parts.port in (None, 443)
+        and (port in (None, 443) or set(schemes) != {"https"})
     )
 
 
 async def download(
-    session: aiohttp.ClientSession, url: str, *, hosts: Collection[str], limits: IntakeLimits
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    hosts: Collection[str],
+    limits: IntakeLimits,
+    schemes: Collection[str] = ("https",),
 ) -> bytes:
     """The bytes at ``url``, read at most to the cap; BadImage for any other host or a failed fetch."""
-    if not allowed(url, hosts):
+    if not allowed(url, hosts, schemes):
         raise BadImage("images can only come from this platform's own uploads, not from a link")
     return await fetch_capped(session, url, limits)
+
+
+@dataclass(frozen=True)
+class Fetcher:
+    """Downloads members' pictures from one platform's media hosts only (see :func:`download`).
+
+    Adapters are given one: ``Fetcher(session, MEDIA_HOSTS["discord"], IntakeLimits.of(limits))``.
+    """
+
+    session: aiohttp.ClientSession
+    hosts: tuple[str, ...]
+    limits: IntakeLimits
+    schemes: tuple[str, ...] = ("https",)
+
+    def allows(self, url: str) -> bool:
+        """Whether :meth:`fetch` would try ``url`` at all."""
+        return allowed(url, self.hosts, self.schemes)
+
+    async def fetch(self, url: str) -> bytes:
+        """The picture's bytes, within the caps; BadImage for another host, a failure or too many bytes."""
+        return await download(self.session, url, hosts=self.hosts, limits=self.limits, schemes=self.schemes)
 
 
 async def fetch_capped(session: aiohttp.ClientSession, url: str, limits: IntakeLimits) -> bytes:

@@ -16,6 +16,7 @@ from PIL import Image
 from generators.intake import (
     MEDIA_HOSTS,
     BadImage,
+    Fetcher,
     IntakeLimits,
     allowed,
     decode,
@@ -164,3 +165,21 @@ async def test_a_url_outside_the_media_hosts_is_never_fetched(
         with pytest.raises(BadImage, match="only come from this platform's own uploads"):
             await download(session, f"https://{address}/cat.png", hosts=MEDIA_HOSTS["discord"], limits=LIMITS)
     assert asked == []
+
+
+async def test_a_fetcher_takes_only_its_hosts_and_schemes(
+    media_server: tuple[str, list[str], dict[str, int]],
+) -> None:
+    address, asked, _ = media_server
+    async with aiohttp.ClientSession() as session:
+        production = Fetcher(session, MEDIA_HOSTS["discord"], LIMITS)
+        assert not production.allows(f"http://{address}/cat.png")
+        with pytest.raises(BadImage, match="own uploads"):
+            await production.fetch(f"http://{address}/cat.png")
+        assert asked == []
+        loopback = Fetcher(session, ("127.0.0.1",), LIMITS, schemes=("http",))
+        assert not loopback.allows(f"https://example.com/{address}")
+        assert not loopback.allows("http://127.0.0.1:notaport/cat.png")
+        with pytest.raises(BadImage, match="over 2 MiB"):  # its caps are the intake's
+            await loopback.fetch(f"http://{address}/big.png")
+    assert asked == ["/big.png"]
