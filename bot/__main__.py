@@ -40,7 +40,7 @@ from generators.errors import ModelLoadError, UserError
 from generators.models import Catalog
 from generators.presets import describe_model
 from generators.requests import Failed, Finished, GenerationResult
-from generators.sources import SourceStore
+from generators.sources import SourceStore, sources_folder
 from generators.streams.keys import Keys
 from generators.streams.submit import RedisRunner
 
@@ -219,6 +219,8 @@ async def _worker_core(
     config = settings.queue
     keys = Keys(config.prefix)
     pool = ModelPool.from_config(settings.models, settings.worker, only=models)
+    # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
+    spool = settings.worker.results_dir / "spool" / name
     queue = RedisQueue(
         client,
         keys,
@@ -227,9 +229,8 @@ async def _worker_core(
         claim_idle_s=config.claim_idle_s,
         max_deliveries=config.max_deliveries,
         switch_after=settings.worker.switch_after,
+        sources=sources_folder(spool),
     )
-    # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
-    spool = settings.worker.results_dir / "spool" / name
     worker = GenerationWorker(
         pool,
         queue,

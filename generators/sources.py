@@ -132,16 +132,8 @@ class SourceStore:
         return Source(digest, job=record.id)
 
     def remove_older_than(self, cutoff: float) -> int:
-        """Delete the pictures last written before ``cutoff`` (a time.time() value); how many went."""
-        removed = 0
-        for path in self.folder.glob("*.png") if self.folder.is_dir() else ():
-            try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+        """Delete the pictures last used before ``cutoff`` (a time.time() value); how many went."""
+        return prune(self.folder, cutoff)
 
     def _normalised(self, data: bytes) -> bytes:
         picture = intake.decode(data, limits=self.limits)
@@ -172,6 +164,19 @@ def _png(picture: Image.Image) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def prune(folder: Path, cutoff: float) -> int:
+    """Delete the pictures in ``folder`` last used before ``cutoff``; how many went."""
+    removed = 0
+    for path in folder.glob("*.png") if folder.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def touch(path: Path) -> None:

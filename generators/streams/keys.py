@@ -92,6 +92,10 @@ class Keys:
         """One result file's bytes, until the bot has written it to its own disk."""
         return f"{self.prefix}:result:{job_id}:{name}"
 
+    def source(self, digest: str) -> str:
+        """A remix's picture (PNG bytes) by its digest, for the worker that takes the job."""
+        return f"{self.prefix}:source:{digest}"
+
     def worker(self, name: str) -> str:
         """A worker's heartbeat hash (expires when the worker stops announcing itself)."""
         return f"{self.prefix}:worker:{name}"

@@ -44,6 +44,7 @@ from generators.requests import (
     Started,
 )
 from generators.results import write_result
+from generators.sources import source_path, sources_folder
 from generators.streams.codec import decode
 from generators.streams.files import file_io
 from generators.streams.heartbeat import WorkerStatus, live_workers
@@ -59,6 +60,8 @@ CANCEL_FLAG_S = 3600
 REFRESH_DELAY_S = 0.05
 #: A restart waits at most this long for the events that arrived while it was away.
 SYNC_TIMEOUT_S = 30.0
+#: How long a remix's picture waits on Redis for a worker: as long as a job may sensibly wait.
+SOURCE_TTL_S = 24 * 3600
 EXPIRED_REASON = "the result expired before this bot could fetch it; please ask again"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
 
@@ -200,6 +203,8 @@ class RedisRunner:
         try:
             if not force:
                 await self._check_served(model)
+            if job.request.source is not None:
+                await self._send_source(job.request.source.digest)
             answer = await self.scripts.enqueue(
                 keys=[
                     keys.queue(model, job.owner),
@@ -231,6 +236,16 @@ class RedisRunner:
         if answer == b"total":
             raise queue_full(self._queue.total)
         self._moved.set()  # the refresher reads the new order and tells the job its place
+
+    async def _send_source(self, digest: str) -> None:
+        """Put a remix's picture where the worker that takes the job finds it (kept SOURCE_TTL_S)."""
+        path = source_path(sources_folder(self.results_dir), digest)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:  # retention took it while the job waited: the worker says it is gone
+            log.warning("the picture %s… to remix is gone before queueing", digest[:12])
+            return
+        await self.client.set(self.keys.source(digest), data, ex=SOURCE_TTL_S)
 
     async def _check_served(self, model: str) -> None:
         """Raise NoWorker unless a live worker serves ``model``, reading the heartbeats again first."""

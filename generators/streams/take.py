@@ -20,7 +20,8 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -28,6 +29,7 @@ from redis.exceptions import RedisError
 
 from generators.queue import BatchKey, JobSize, Ready, overtakes, pick
 from generators.requests import Cancelled, Failed, Job
+from generators.sources import prune, source_path, write_source
 from generators.streams.codec import Fields, encode
 from generators.streams.keys import GROUP, Keys
 from generators.streams.scripts import Scripts
@@ -40,6 +42,8 @@ EVENTS_MAXLEN = 10_000
 DEAD_REASON = "this job stopped its worker several times, so it was set aside for the admins to look at"
 #: How many waiting jobs a worker looks at to fill one batch.
 PEEK_DEPTH = 64
+#: A worker's copies of remix pictures are deleted this long after their last use.
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +124,14 @@ class RedisQueue:
         claim_idle_s: float,
         max_deliveries: int,
         switch_after: int | None = None,
+        sources: Path | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
         self.name = name
+        #: Where this worker's remix pictures go (``generators.sources``); None: no remixes here.
+        self.sources = sources
+        self._pruned_at = time.monotonic()
         self.models = tuple(models)
         if not self.models:
             raise ValueError("a worker must serve at least one model")
@@ -173,9 +181,33 @@ class RedisQueue:
                 jobs = []
             if jobs:
                 self._cancel_soon(jobs)
+                await self._fetch_sources(jobs)
                 return jobs
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _fetch_sources(self, jobs: Sequence[Job]) -> None:
+        """Copy the taken remixes' pictures from Redis to this worker's folder (one the worker lacks).
+
+        A picture missing on Redis too (it expired) is left missing: the worker fails that job saying so.
+        """
+        if self.sources is None:
+            return
+        digests = {job.request.source.digest for job in jobs if job.request.source is not None}
+        for digest in digests:
+            path = source_path(self.sources, digest)
+            if path.is_file():
+                continue
+            try:
+                data = cast(bytes | None, await self.client.get(self.keys.source(digest)))
+            except RedisError as error:
+                log.warning("redis: %s; the picture %s… stays missing", error, digest[:12])
+                continue
+            if data is not None:
+                await asyncio.to_thread(write_source, self.sources, digest, data)
+        if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:  # this disk is a spool: keep it small
+            self._pruned_at = time.monotonic()
+            await asyncio.to_thread(prune, self.sources, time.time() - PRUNE_EVERY_S)
 
     # -- after the take -----------------------------------------------------------------------------
 

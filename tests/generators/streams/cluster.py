@@ -21,7 +21,7 @@ from generators.pipelines import DiffusersBackend
 from generators.pool import ModelPool
 from generators.presets import describe_model
 from generators.requests import TERMINAL, Finished, Job, Progress
-from generators.sources import SourceStore
+from generators.sources import SourceStore, sources_folder
 from generators.streams.heartbeat import WorkerStatus, announce
 from generators.streams.keys import Keys
 from generators.streams.relay import Relay, heartbeat_interval
@@ -130,6 +130,7 @@ async def worker(
         claim_idle_s=claim_idle_s,
         max_deliveries=max_deliveries,
         switch_after=settings.switch_after,
+        sources=sources_folder(settings.results_dir),
     )
     generation = GenerationWorker(pool, queue, config=settings, limits=LimitsConfig(), render=RenderConfig())
     queue.on_cancel(generation.cancel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from generators.streams.codec import encode
 from generators.streams.heartbeat import live_workers
 from generators.streams.keys import GROUP, Keys
 from generators.streams.take import DEAD_REASON, RedisQueue
+from generators.worker import SOURCE_GONE_REASON
 from tests.generators.streams.cluster import (
     BOTH,
     Heard,
@@ -280,3 +282,41 @@ async def test_memebot_imagine_runs_on_a_memebot_worker(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_remix_travels_to_its_worker_with_its_picture(
+    tiny_backend: DiffusersBackend, client: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    heard = Heard()
+    async with (
+        bot(client, keys, tmp_path / "bot") as service,
+        worker(tiny_backend, client, keys, "w1", tmp_path),
+    ):
+        service.subscribe("cli", heard)
+        jobs = {}
+        for colour in ("red", "blue"):
+            source = await service.sources.take(_png(colour))
+            request = service.parse("a cat --n 1 --seed 3 --strength 0.5 --steps 2", source=source)
+            jobs[colour] = (await service.submit(request, owner="u1", platform="cli", reply_to={})).id
+        await heard.until(jobs.values())
+        pixels = {
+            c: Image.open(heard.finished(j).result.primary.path).convert("RGB").tobytes()
+            for c, j in jobs.items()
+        }
+        assert pixels["red"] != pixels["blue"]
+        # The worker took its copy from Redis (the bot's folder is not the worker's).
+        assert len(list((tmp_path / "w1" / ".sources").glob("*.png"))) == 2
+
+        gone = await service.sources.take(_png("green"))
+        await client.delete(keys.source(gone.digest))  # as if it expired on Redis before the take
+        service.sources.path(gone.digest).unlink()
+        request = service.parse("a cat --n 1", source=gone)
+        job_id = (await service.submit(request, owner="u1", platform="cli", reply_to={})).id
+        await heard.until([job_id], Failed)
+        assert heard.ends(job_id) == [Failed(SOURCE_GONE_REASON)]
+
+
+def _png(colour: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (80, 48), colour).save(buffer, "PNG")
+    return buffer.getvalue()
