@@ -35,8 +35,10 @@ from bot.logs import configure_logging
 from bot.progress import ProgressLine
 from bot.settings import ConfigError, QueueConfig, Settings
 from bot.store import Store
-from generators.config import ModelConfig, ModelsConfig
+from generators.config import LimitsConfig, ModelConfig, ModelsConfig
 from generators.errors import ModelLoadError, UserError
+from generators.grammar import provenance
+from generators.intake import MIB, BadImage
 from generators.models import Catalog
 from generators.presets import describe_model
 from generators.requests import Failed, Finished, GenerationResult
@@ -120,23 +122,41 @@ async def open_redis(config: QueueConfig) -> AsyncIterator[Redis]:
         yield client
 
 
-async def imagine(settings: Settings, text: str, output: Path | None, quiet: bool) -> int:
-    """Generate one grid or clip from a command line and save it."""
+async def imagine(
+    settings: Settings, text: str, output: Path | None, quiet: bool, image: Path | None = None
+) -> int:
+    """Generate one grid or clip from a command line (remixing ``image`` when given) and save it."""
     async with open_core(settings) as service:
-        request = service.parse(text)
+        source = await service.sources.take(read_picture(image, settings.limits)) if image else None
+        request = service.parse(text, source=source)
         record = await service.submit(request, owner="cli", platform="cli", reply_to=cli_path(str(output)))
         bar = ProgressLine(sys.stderr, enabled=not quiet)
         async for event in service.watch(record.job.id):
             bar.show(event)
             if isinstance(event, Finished):
                 path = _save(event.result, output)
-                print(f"{path}  seed {record.job.request.seed}  job {record.job.id}")
+                origin = provenance(record.job.request)
+                print(
+                    f"{path}  seed {record.job.request.seed}  job {record.job.id}"
+                    + (f"  ({origin})" if origin else "")
+                )
                 return 0
             if isinstance(event, Failed):
                 print(f"{'model error' if event.model_load else 'error'}: {event.reason}", file=sys.stderr)
                 return EXIT_FAILED
     print("error: the job was cancelled", file=sys.stderr)
     return EXIT_FAILED
+
+
+def read_picture(path: Path, limits: LimitsConfig) -> bytes:
+    """The bytes of a picture file to remix, refused past the byte cap before reading it."""
+    try:
+        size = path.stat().st_size
+        if size > limits.max_image_bytes:
+            raise BadImage(f"{path} is over {limits.max_image_bytes / MIB:g} MiB; use a smaller picture")
+        return path.read_bytes()
+    except OSError as error:
+        raise BadImage(f"cannot read {path}: {error.strerror or error}") from error
 
 
 def _save(result: GenerationResult, output: Path | None) -> Path:
@@ -295,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     imagine_cmd = commands.add_parser("imagine", help="generate one grid or clip from a prompt")
     imagine_cmd.add_argument("prompt", help='prompt and flags, e.g. "a hamster godzilla --n 4 --seed 7"')
     imagine_cmd.add_argument("-o", "--output", type=Path, default=None, help="where to save the result")
+    imagine_cmd.add_argument(
+        "--image", type=Path, default=None, help="a picture to start from (a remix; see --strength)"
+    )
     imagine_cmd.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     commands.add_parser("run", help="run the bot with what the config enables")
     worker_cmd = commands.add_parser("worker", help="run the model for bots on Redis (queue.backend: redis)")
@@ -323,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return check_config(settings, args.config)
         if args.command == "imagine":
-            return asyncio.run(imagine(settings, args.prompt, args.output, args.quiet))
+            return asyncio.run(imagine(settings, args.prompt, args.output, args.quiet, args.image))
         if args.command == "worker":
             models = [m.strip() for m in args.models.split(",") if m.strip()]
             return asyncio.run(work(settings, args.name, models))

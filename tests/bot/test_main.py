@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 import socket
 import subprocess
@@ -267,3 +268,55 @@ def test_a_redis_password_with_a_hash_is_one_config_line_without_it(
     err = capsys.readouterr().err
     assert err.startswith("config error:") and "%23" in err and len(err.splitlines()) == 1
     assert "hunter" not in err and "2secret" not in err and "Traceback" not in err
+
+
+def _picture(path: Path, colour: str) -> Path:
+    Image.new("RGB", (90, 60), colour).save(path)
+    return path
+
+
+def test_imagine_remixes_a_picture_and_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(write_config(tmp_path))
+    pictures = {colour: _picture(tmp_path / f"{colour}.png", colour) for colour in ("red", "navy")}
+    outs = {}
+    for colour, picture in pictures.items():
+        outs[colour] = tmp_path / f"remix-{colour}.png"
+        text = "a hamster godzilla --n 1 --seed 7 --strength 0.5"
+        assert (
+            main(["--config", config, "imagine", text, "--image", str(picture), "-o", str(outs[colour])]) == 0
+        )
+    meta = read_metadata(outs["red"].read_bytes())
+    digest = hashlib.sha256(pictures["red"].read_bytes()).hexdigest()
+    assert meta["source"] == f"sha256:{digest}" and meta["strength"] == "0.5" and meta["seed"] == "7"
+    assert "--strength 0.5" in meta["command"]
+    red, navy = (Image.open(outs[c]).convert("RGB").tobytes() for c in ("red", "navy"))
+    assert red != navy  # the same seed on another picture is another result
+    stdout, _ = capsys.readouterr()
+    assert f"remix of image sha256:{digest[:12]}… at strength 0.5" in stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"just some text, honest", "not an image this bot can read"),
+        (None, "cannot read"),
+    ],
+)
+def test_imagine_refuses_a_bad_picture_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | None, message: str
+) -> None:
+    picture = tmp_path / "in.png"
+    if content is not None:
+        picture.write_bytes(content)
+    code = main(["--config", str(write_config(tmp_path)), "imagine", "a cat", "--image", str(picture)])
+    assert code == 2
+    _, stderr = capsys.readouterr()
+    assert message in stderr and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_imagine_refuses_strength_without_a_picture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--config", str(write_config(tmp_path)), "imagine", "a cat --strength 0.5"])
+    assert code == 2
+    assert "--strength needs a picture" in capsys.readouterr().err
