@@ -2,8 +2,9 @@
 
 A periodic sweep deletes every ended job (delivered, undeliverable, failed, cancelled, or done but never
 delivered) whose last change is older than that, files first; its page then answers 410 Gone until the
-tombstone itself expires. The same sweep drops Discord interaction tokens from reply addresses once they
-are past their 15-minute life, so the store never holds a live credential longer than it is useful.
+tombstone itself expires. Pictures members sent to remix go once unused for as long. The same sweep
+drops Discord interaction tokens from reply addresses once they are past their 15-minute life, so the
+store never holds a live credential longer than it is useful.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Swept:
 
     jobs: int = 0
     tokens: int = 0
+    pictures: int = 0
 
 
 class Retention:
@@ -52,7 +54,7 @@ class Retention:
         store = self.service.store
         now = self.clock()
         tokens = await store.drop_tokens(before=now - TOKEN_LIFETIME_S)
-        jobs = 0
+        jobs = pictures = 0
         if self.config.retention_days > 0:
             cutoff = now - self.config.retention_days * _DAY_S
             await store.kv_prune(DELETED, cutoff)  # a deleted page answers 410 as long as it would have lived
@@ -61,9 +63,15 @@ class Retention:
                     with contextlib.suppress(UserError):  # deleted meanwhile (its owner's 🗑)
                         await self.service.delete(record.id)
                         jobs += 1
-        if jobs or tokens:
-            log.info("retention: deleted %d expired jobs, dropped %d expired tokens", jobs, tokens)
-        return Swept(jobs, tokens)
+            pictures = await asyncio.to_thread(self.service.sources.remove_older_than, cutoff)
+        if jobs or tokens or pictures:
+            log.info(
+                "retention: deleted %d expired jobs and %d remix pictures, dropped %d expired tokens",
+                jobs,
+                pictures,
+                tokens,
+            )
+        return Swept(jobs, tokens, pictures)
 
     async def run(self) -> None:
         """Sweep every ``store.cleanup_interval_s`` until cancelled; a failed sweep is tried next time."""

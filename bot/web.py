@@ -215,6 +215,21 @@ def file_url(public_url: str, result: GenerationResult) -> str:
     return f"{page_url(public_url, result.job_id)}/{result.primary.path.name}"
 
 
+def _origin(request: GenerationRequest, page_url: str) -> str:
+    """A remix's line naming where it started: its source job's page, or its picture's SHA-256."""
+    source = request.source
+    if source is None:
+        return ""
+    e = html.escape
+    strength = f"{request.strength or 0:g}"
+    if source.job:
+        link = page_url.rsplit("/", 1)[0] + f"/{source.job}"
+        start = f'job <a href="{e(link)}">{e(source.job)}</a>'
+    else:
+        start = f"a picture with SHA-256 <code>{e(source.digest)}</code>"
+    return f"<p>Remix of {start} at strength {strength}</p>\n"
+
+
 def render_page(
     request: GenerationRequest, result: GenerationResult, *, page_url: str, file_url: str, command: str
 ) -> str:
@@ -246,6 +261,7 @@ def render_page(
         f'<meta {"name" if key.startswith("twitter:") else "property"}="{key}" content="{e(value)}">'
         for key, value in tags
     )
+    origin = _origin(request, page_url)
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -267,7 +283,7 @@ a {{ color: #8cf; }}
 {shown}
 <p>Seed <strong>{e(str(request.seed))}</strong> · {size}</p>
 <p>Reproduce: <code>{e(command)}</code></p>
-<p><a href="{e(file_url)}" download>Download</a></p>
+{origin}<p><a href="{e(file_url)}" download>Download</a></p>
 </main>
 </body>
 </html>

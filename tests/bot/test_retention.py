@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
+from PIL import Image
 
 from bot import retention, web
 from bot.jobs import JobService
@@ -61,6 +63,21 @@ async def test_a_sweep_deletes_only_what_is_past_retention_and_ended(
             assert not files_of(record)[0].parent.exists()  # the job's folder too
         assert await service.store.get(queued.id) is not None  # never a job that has not ended
         await service.cancel(queued.id)
+
+
+async def test_a_remix_picture_goes_once_unused_for_the_retention_time(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path) as service:
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), "teal").save(buffer, "PNG")
+        source = await service.sources.take(buffer.getvalue())
+        kept = service.sources.path(source.digest)
+        now = time.time()
+        soon = Retention(service, StoreConfig(retention_days=30), clock=lambda: now + 29 * DAY)
+        assert (await soon.sweep()).pictures == 0 and kept.is_file()
+        late = Retention(service, StoreConfig(retention_days=30), clock=lambda: now + 31 * DAY)
+        assert (await late.sweep()).pictures == 1 and not kept.exists()
 
 
 async def test_zero_days_keeps_everything_but_tokens_still_expire(

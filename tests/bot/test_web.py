@@ -23,7 +23,7 @@ from bot.store import JobRecord, JobStatus
 from generators.config import ModelConfig, WorkerConfig
 from generators.pipelines import DiffusersBackend, load_backend
 from generators.pool import ModelPool
-from generators.requests import Finished, GenerationRequest, GenerationResult, MediaFile
+from generators.requests import Finished, GenerationRequest, GenerationResult, MediaFile, Source
 from tests.fakes.loopback import free_port
 from tests.helpers import open_service
 
@@ -190,6 +190,42 @@ def test_a_clip_page_shows_a_video() -> None:
     assert '<video src="https://x.example/job/clip.mp4"' in html
     assert '<meta property="og:video:type" content="video/mp4">' in html
     assert "og:image" not in html
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        (
+            Source("ab" * 32, job="Src123_job"),
+            'Remix of job <a href="https://x.example/Src123_job">Src123_job</a>',
+        ),
+        (Source("ab" * 32), f"Remix of a picture with SHA-256 <code>{'ab' * 32}</code>"),
+    ],
+)
+def test_a_remix_page_names_its_source_and_strength(source: Source, shown: str) -> None:
+    result = GenerationResult("job", (MediaFile(Path("grid.png"), "image/png", 10),), (3,), 64, 64, 0.1)
+    request = GenerationRequest("a <b>cat</b>", seed=3, n=1, source=source, strength=0.45)
+    html = web.render_page(
+        request,
+        result,
+        page_url="https://x.example/job",
+        file_url="https://x.example/job/grid.png",
+        command="x",
+    )
+    assert f"{shown} at strength 0.45" in html
+    assert "<b>cat</b>" not in html  # the prompt is escaped as ever
+
+
+def test_a_plain_page_names_no_source() -> None:
+    result = GenerationResult("job", (MediaFile(Path("grid.png"), "image/png", 10),), (3,), 64, 64, 0.1)
+    html = web.render_page(
+        GenerationRequest("a cat", seed=3),
+        result,
+        page_url="https://x.example/job",
+        file_url="f",
+        command="x",
+    )
+    assert "Remix" not in html
 
 
 async def exchange(server: web.WebServer, raw: bytes) -> bytes:
