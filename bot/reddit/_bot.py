@@ -1,5 +1,8 @@
 """The Reddit adapter: reads mentions, submits jobs, and answers each comment exactly once.
 
+A mention under a picture uploaded to Reddit remixes that picture (see ``_media``); under a text post
+or a link to a page, it draws from the prompt alone.
+
 Every item is in the ledger before the bot acts on it, and every job carries its comment's fullname,
 so whatever a previous run left half done is finished on start: items whose job was never submitted
 are submitted (once: a job already in the store is adopted), finished jobs are answered, owed
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import asyncpraw
 from asyncpraw.models import Comment, Message
@@ -21,6 +25,7 @@ from bot.jobs import JobService
 from bot.reddit._intake import Item, command_of, names, screen
 from bot.reddit._ledger import Entry, Ledger, State
 from bot.reddit._limits import Limits
+from bot.reddit._media import Picture, download, picture_of
 from bot.reddit._posts import ImagePoster
 from bot.reddit._replies import Replier
 from bot.reddit._retry import Throttle, backoff, judge
@@ -29,6 +34,7 @@ from bot.settings import RedditConfig
 from bot.store import FINISHED, JobRecord, JobStatus
 from bot.web import page_url
 from generators.errors import UserError
+from generators.intake import Fetcher
 from generators.requests import TERMINAL, GenerationRequest, Progress
 from generators.tasks import TaskSupervisor
 
@@ -46,7 +52,10 @@ def owner_of(author: str) -> str:
 
 
 class RedditBot:
-    """Answers u/<bot> mentions (and triggers in watched subreddits) with a link to the result."""
+    """Answers u/<bot> mentions (and triggers in watched subreddits) with a link to the result.
+
+    ``fetcher`` downloads the pictures mentions under image posts remix (Reddit's media hosts only).
+    """
 
     def __init__(
         self,
@@ -56,9 +65,11 @@ class RedditBot:
         *,
         username: str,
         public_url: str,
+        fetcher: Fetcher,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.reddit = reddit
+        self.fetcher = fetcher
         self.service = service
         self.config = config
         self.username = username
@@ -147,19 +158,48 @@ class RedditBot:
                 State.ACCEPTED, item.author or "[deleted]", item.subreddit, command, item.created_utc
             )
             reason = screen(item, self.config, self.username, self._clock())
+            picture = None
+            if reason is None:
+                picture, reason = await self._picture(item)
             if reason is not None:
                 log.info("skipping %s: %s", item.fullname, reason)
                 return int(await self.ledger.claim(item.fullname, entry.to(State.IGNORED, reason=reason)))
+            if picture is not None:
+                entry = replace(entry, picture=picture.url)
             if not await self.ledger.claim(item.fullname, entry):
                 return 0
             try:
                 self.limits.check(entry.author, entry.subreddit)
-                request = self.service.parse(command)
+                request = await self._request(command, picture)
             except UserError as error:
                 await self._refuse(item.fullname, entry, str(error))
                 return 1
             await self._submit(item.fullname, entry, request)
             return 1
+
+    async def _picture(self, item: Item) -> tuple[Picture | None, str | None]:
+        """The picture of the item's post (None for a text post or a link), or why the item is skipped.
+
+        One light call (``/api/info`` sends the post, not its thread). A failure that may pass rises:
+        nothing is recorded yet, so the next poll reads the item again.
+        """
+        if not item.post:
+            return None, None
+        try:
+            posts = [post async for post in self.reddit.info(fullnames=[item.post])]
+        except Exception as error:
+            verdict = judge(error, 1, self.config)
+            if verdict is None or verdict.wait_s is not None:
+                raise
+            return None, f"its post cannot be read: {verdict.reason}"
+        return (picture_of(vars(posts[0])) if posts else None), None
+
+    async def _request(self, command: str, picture: Picture | None) -> GenerationRequest:
+        """The command's request; under a picture, a remix of it (downloaded and checked first)."""
+        if picture is None:
+            return self.service.parse(command)
+        source = await self.service.sources.take(await download(picture, self.fetcher))
+        return self.service.parse(command, source=source)
 
     async def _submit(self, fullname: str, entry: Entry, request: GenerationRequest) -> None:
         try:
@@ -287,8 +327,9 @@ class RedditBot:
                 if job.status in FINISHED:
                     self.tasks.spawn(f"job:{job.id}", self._deliver_job(job.id))
                 return
+            picture = None if entry.picture is None else Picture(entry.picture)
             try:
-                request = self.service.parse(entry.command)
+                request = await self._request(entry.command, picture)
             except UserError as error:
                 await self._refuse(fullname, entry, str(error))
                 return

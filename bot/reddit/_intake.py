@@ -23,6 +23,7 @@ class Item:
     body: str
     created_utc: float
     from_inbox: bool
+    post: str = ""  # the fullname of the post it is under (``t3_...``)
 
     @classmethod
     def of(cls, comment: Any, *, from_inbox: bool) -> Item:
@@ -35,6 +36,8 @@ class Item:
             body=str(comment.body),
             created_utc=float(comment.created_utc),
             from_inbox=from_inbox,
+            # Read from the comment's context or link id: no request is made.
+            post=f"t3_{comment.submission.id}",
         )
 
 

@@ -43,6 +43,7 @@ class Entry:
     command: str
     created_utc: float
     job_id: str | None = None
+    picture: str | None = None  # the URL of the picture under the comment: the job remixes it
     text: str | None = None
     reason: str | None = None
     attempts: int = 0  # reply attempts begun: more than 0 means a reply may be on Reddit already

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import quote
 
+from generators.grammar import provenance
 from generators.requests import GenerationRequest, Kind
 from generators.text import ELLIPSIS
 
@@ -80,17 +81,23 @@ def result_reply(
     username: str,
     post_url: str | None = None,
 ) -> str:
-    """The reply with a finished result: the link to its page, the prompt, and how to get it again."""
+    """The reply with a finished result: the link to its page, the prompt, and how to get it again.
+
+    A remix says what it started from next to the command, which remakes it only under the same picture.
+    """
     what = (
         "a clip" if request.kind is Kind.VIDEO else ("1 image" if request.n == 1 else f"{request.n} images")
     )
     also = f" · also [posted here]({post_url})" if post_url else ""
+    origin = provenance(request)
+    again = "Make it again under the same picture" if origin else "Make it again"
+    origin = f" · {escape(origin)}" if origin else ""
 
     def render(prompt: str, line: str) -> str:
         return (
             f"**[{prompt}]({page_url})**\n\n"
             f"{what} · seed {request.seed}{also}\n\n"
-            f"Make it again: {line}\n\n"
+            f"{again}: {line}{origin}\n\n"
             f"---\n{footer(username)}"
         )
 

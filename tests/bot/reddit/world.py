@@ -6,18 +6,21 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bot import web
 from bot.jobs import JobService
-from bot.reddit import RedditBot, connected
+from bot.reddit import FetcherFactory, RedditBot, connected
 from bot.reddit import running as reddit_running
 from bot.reddit._ledger import Entry, Ledger, State
 from bot.settings import RedditConfig, Secrets, Settings, WebConfig
 from bot.store import JobStatus
-from generators.config import WorkerConfig
+from generators.config import LimitsConfig, WorkerConfig
+from generators.intake import Fetcher, IntakeLimits
 from generators.pipelines import DiffusersBackend
 from tests.fakes.loopback import free_port
 from tests.fakes.reddit import FakeReddit
@@ -46,6 +49,18 @@ def make_settings(fake: FakeReddit, tmp_path: Path, port: int, **reddit: Any) ->
     )
 
 
+def loopback_fetcher(max_bytes: int | None = None) -> FetcherFactory:
+    """Downloads from the fake Reddit's media hosts (plain HTTP on 127.0.0.1), with an optional byte cap."""
+
+    def build(session: aiohttp.ClientSession, limits: LimitsConfig) -> Fetcher:
+        caps = IntakeLimits.of(limits)
+        if max_bytes is not None:
+            caps = replace(caps, max_bytes=max_bytes)
+        return Fetcher(session, ("127.0.0.1",), caps, schemes=("http",))
+
+    return build
+
+
 @dataclass
 class World:
     """One run of the bot: its Reddit side, its job service and where its pages are."""
@@ -70,19 +85,21 @@ async def run_bot(
     fake: FakeReddit,
     *,
     poll: bool = False,
+    fetcher: FetcherFactory | None = None,
     **reddit: Any,
 ) -> AsyncIterator[World]:
     """Start as ``memebot run`` does (store, web, Reddit, then ``recover``), on ``tmp_path/jobs.db``.
 
     Unless ``poll``, polling is left to the test (``world.bot.poll_once()``); leaving the block is a
-    clean stop, and a test simulates a crash by calling ``world.bot.close(grace_s=0)`` first.
+    clean stop, and a test simulates a crash by calling ``world.bot.close(grace_s=0)`` first. Pictures
+    are downloaded from the fake's media hosts (``fetcher``: ``loopback_fetcher()`` unless given).
     """
     settings = make_settings(fake, tmp_path, free_port(), **reddit)
     adapter = reddit_running if poll else connected
     async with (
         open_service(backend, tmp_path / "jobs.db", tmp_path, per_user=5) as service,
         web.running(settings, service),
-        adapter(settings, service) as bot,
+        adapter(settings, service, fetcher=fetcher or loopback_fetcher()) as bot,
     ):
         await service.recover()
         yield World(fake, bot, service, settings)
