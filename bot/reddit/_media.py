@@ -71,7 +71,7 @@ def _first_of_gallery(post: Mapping[str, Any]) -> Picture:
     media = (post.get("media_metadata") or {}).get(items[0].get("media_id"), {})
     source = media.get("s") or {}
     if media.get("e") == "RedditVideo":
-        return Picture(str(source.get("hlsUrl") or "video"), video=True)
+        return Picture(str(media.get("hlsUrl") or ""), video=True)
     # Reddit escapes these URLs as HTML ("&amp;"), and preview.redd.it refuses them unless unescaped.
     # An animated picture has no "u", only its GIF (whose first frame is taken).
     url = html.unescape(str(source.get("u") or source.get("gif") or ""))

@@ -124,6 +124,7 @@ class _Post:
     # What a link, image, gallery or video post has besides a text post's fields (built when served,
     # since media URLs name the server's port).
     media: Callable[[_Post], JSON] | None = None
+    pictures: tuple[str, ...] = ()  # the names of the pictures it shows, in order
 
     @property
     def fullname(self) -> str:
@@ -405,7 +406,7 @@ class FakeReddit:
                 }
             return data
 
-        return self._media_post(subreddit, title, author, fields)
+        return self._media_post(subreddit, title, author, fields, media.name)
 
     def gallery_post(
         self,
@@ -439,7 +440,7 @@ class FakeReddit:
                 "thumbnail": "https://b.thumbs.redditmedia.com/thumb.jpg",
             }
 
-        return self._media_post(subreddit, title, author, fields)
+        return self._media_post(subreddit, title, author, fields, *(item.name for item in media))
 
     def link_post(
         self,
@@ -477,6 +478,10 @@ class FakeReddit:
     def hosted_url(self, name: str) -> str:
         """Where a picture posted to Reddit is served (the fake's i.redd.it)."""
         return f"{self.url}{HOSTED_PATH}{name}"
+
+    def picture_urls(self, post: str) -> list[str]:
+        """Where the pictures of an image or gallery post are served (the fake's i.redd.it), in order."""
+        return [self.hosted_url(name) for name in self._posts[post.removeprefix("t3_")].pictures]
 
     def comment_in(
         self,
@@ -649,9 +654,12 @@ class FakeReddit:
         self._media[media.name] = media
         return media
 
-    def _media_post(self, subreddit: str, title: str, author: str, media: Callable[[_Post], JSON]) -> str:
+    def _media_post(
+        self, subreddit: str, title: str, author: str, media: Callable[[_Post], JSON], *pictures: str
+    ) -> str:
         fullname = self.submission(subreddit, title, author=author)
-        self._posts[fullname.removeprefix("t3_")].media = media
+        post = self._posts[fullname.removeprefix("t3_")]
+        post.media, post.pictures = media, pictures
         return fullname
 
     def _preview_url(self, media: _Media) -> str:

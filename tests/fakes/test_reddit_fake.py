@@ -334,6 +334,7 @@ async def test_pictures_are_served_and_downloads_recorded(fake: FakeReddit, redd
             assert missing.status == 404
 
     assert len(fake.downloads) == 4
+    assert fake.picture_urls(post) == [found[0].url] and len(fake.picture_urls(gallery)) == 1
     assert fake.downloads[0] == "/i/" + found[0].url.rsplit("/", 1)[1]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -16,8 +17,8 @@ import pytest
 from asyncprawcore.exceptions import TooManyRequests
 from PIL import Image
 
-from bot.reddit._ledger import State
-from bot.store import JobRecord, JobStatus
+from bot.reddit._ledger import Entry, Ledger, State
+from bot.store import JobRecord, JobStatus, Store
 from generators.pipelines import DiffusersBackend
 from tests.bot.reddit.world import World, answered, loopback_fetcher, run_bot
 from tests.fakes.reddit import FakeReddit
@@ -213,3 +214,24 @@ def noise(side: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+async def test_an_item_recorded_before_a_crash_remixes_its_picture_after_the_restart(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeReddit
+) -> None:
+    """The state a stop right after recording the item leaves: the picture's URL is in the ledger."""
+    served = picture((200, 100, 0))
+    post = fake.image_post("pics", served)
+    mention = fake.mention("u/memebot a kraken --n 1", author="alice", parent=post)
+    (url,) = fake.picture_urls(post)
+    async with Store.open(tmp_path / "jobs.db") as store:
+        entry = Entry(State.ACCEPTED, "alice", "pics", "a kraken --n 1", time.time(), picture=url)
+        assert await Ledger(store).claim(mention, entry)
+
+    async with run_bot(tiny_backend, tmp_path, fake) as world:
+        await answered(world, mention)
+        source = (await job_of(world, mention)).job.request.source
+        assert source is not None and source.digest == sha256(served)
+        assert await world.bot.poll_once() == 0
+    assert len(fake.replies_to(mention)) == 1
+    assert fake.requests_to("GET", "/api/info") == []  # the post was read before the stop

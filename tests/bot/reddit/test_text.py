@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.reddit._text import MAX_COMMENT, code, escape, message_reply, result_reply
-from generators.requests import GenerationRequest, Kind
+from generators.requests import GenerationRequest, Kind, Source
 
 PAGE = "https://memes.example/abcDEF123_-x"
 _LINK = re.compile(r"^\*\*\[(?P<title>.*)\]\((?P<url>[^)\s]+)\)\*\*$", re.MULTILINE)
@@ -31,6 +31,17 @@ def test_a_short_reply_shows_the_prompt_the_seed_and_the_command() -> None:
     assert "Make it again: `u/memebot a hamster godzilla --seed 42 --n 4`" in text
     assert text.endswith("subject=opt%20out)")
     assert "a clip · seed 42" in reply("a cat dancing", kind=Kind.VIDEO)
+
+
+def test_a_remix_names_its_source_next_to_the_command_even_when_cut() -> None:
+    source = Source("0123456789ab" + "f" * 52)
+    text = reply("a cat", "a cat --seed 42 --strength 0.5", source=source, strength=0.5)
+    assert (
+        "Make it again under the same picture: `u/memebot a cat --seed 42 --strength 0.5`"
+        " · remix of image sha256:0123456789ab… at strength 0.5\n\n"
+    ) in text
+    long = reply("a cat " * 2000, "a cat " * 2000, source=source, strength=0.5)
+    assert len(long) <= MAX_COMMENT and " · remix of image sha256:0123456789ab… at strength 0.5" in long
 
 
 def test_markup_in_a_prompt_cannot_break_the_link_or_ping() -> None:
