@@ -235,3 +235,16 @@ async def test_an_item_recorded_before_a_crash_remixes_its_picture_after_the_res
         assert await world.bot.poll_once() == 0
     assert len(fake.replies_to(mention)) == 1
     assert fake.requests_to("GET", "/api/info") == []  # the post was read before the stop
+
+
+async def test_a_trigger_under_a_picture_in_a_watched_subreddit_remixes_it(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeReddit
+) -> None:
+    served = picture((10, 200, 200))
+    post = fake.image_post("memes", served)
+    asked = fake.comment_in("memes", "!imagine a pelican --n 1", author="alice", parent=post)
+    async with run_bot(tiny_backend, tmp_path, fake, watch_subreddits=("memes",)) as world:
+        assert await world.bot.poll_once() == 1
+        await answered(world, asked)
+        source = (await job_of(world, asked)).job.request.source
+        assert source is not None and source.digest == sha256(served)
