@@ -138,11 +138,25 @@ def _build(
             raise BadRequest(NO_CLIP_REMIX, flag="--video")
         fields["source"] = source
         fields.setdefault("strength", limits.default_strength)
+        if "ar" not in values and source.width and source.height:
+            fields["aspect"] = nearest_ratio(source.width, source.height, limits.max_aspect)
         _check_remix_steps(fields.get("steps"), fields["strength"])
     return GenerationRequest(**fields)
 
 
 NO_CLIP_REMIX = "clips can't start from a picture: leave out --video, or use an image model"
+
+
+#: The shapes a remix snaps a picture's own to when no --ar is given (a tidy reproduce line).
+COMMON_RATIOS = ((1, 1), (5, 4), (4, 3), (3, 2), (16, 9), (2, 1), (21, 9), (3, 1))
+
+
+def nearest_ratio(width: int, height: int, max_aspect: float) -> tuple[int, int]:
+    """The common ratio closest to ``width``:``height`` (in log terms), within ``max_aspect``."""
+    shapes = [*COMMON_RATIOS, *((h, w) for w, h in COMMON_RATIOS[1:])]
+    allowed = [(w, h) for w, h in shapes if max(w, h) / min(w, h) <= max_aspect]
+    target = math.log(width / height)
+    return min(allowed, key=lambda shape: abs(math.log(shape[0] / shape[1]) - target))
 
 
 def min_steps(strength: float) -> int:

@@ -23,7 +23,8 @@ class Kind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a remix starts: the SHA-256 (hex) of the member's picture, and the job it came from, if any.
+    """Where a remix starts: the SHA-256 (hex) of the member's picture, the job it came from, if any,
+    and its size (a remix keeps the picture's shape unless ``--ar`` says otherwise).
 
     Only this travels with the request; the picture itself waits in the source folder
     (``generators.sources``), so a job, its metadata and its page name the picture without holding it.
@@ -31,6 +32,8 @@ class Source:
 
     digest: str
     job: str = ""
+    width: int = 0
+    height: int = 0
 
 
 @dataclass(frozen=True, slots=True)

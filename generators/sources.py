@@ -106,12 +106,14 @@ class SourceStore:
         Decoding runs on a thread: a large JPEG takes a while, and the loop carries the gateway.
         """
         digest = intake.digest(data)
+        path = self.path(digest)
         try:
-            touch(self.path(digest))  # taken before: the same picture, already checked
+            touch(path)  # taken before: the same picture, already checked
+            size = await asyncio.to_thread(_size_of, path)
         except FileNotFoundError:
-            png = await asyncio.to_thread(self._normalised, data)
+            png, size = await asyncio.to_thread(self._normalised, data)
             await asyncio.to_thread(write_source, self.folder, digest, png)
-        return Source(digest)
+        return Source(digest, width=size[0], height=size[1])
 
     async def take_result(self, record: FinishedJob, index: int) -> Source:
         """Keep tile ``index`` (1 = the first) of a finished image job's grid, naming that job."""
@@ -124,24 +126,29 @@ class SourceStore:
         if not 1 <= index <= count:
             raise BadRequest(f"pick an image from 1 to {count}")
         try:
-            png = await asyncio.to_thread(_tile_png, result.primary.path, count, index)
+            png, size = await asyncio.to_thread(_tile_png, result.primary.path, count, index)
         except FileNotFoundError as error:
             raise BadRequest(f"the result of job {record.id} is gone, so it can't be remixed") from error
         digest = intake.digest(png)
         await asyncio.to_thread(write_source, self.folder, digest, png)
-        return Source(digest, job=record.id)
+        return Source(digest, job=record.id, width=size[0], height=size[1])
 
     def remove_older_than(self, cutoff: float) -> int:
         """Delete the pictures last used before ``cutoff`` (a time.time() value); how many went."""
         return prune(self.folder, cutoff)
 
-    def _normalised(self, data: bytes) -> bytes:
+    def _normalised(self, data: bytes) -> tuple[bytes, tuple[int, int]]:
         picture = intake.decode(data, limits=self.limits)
         picture.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
-        return _png(picture)
+        return _png(picture), picture.size  # the same Source whenever the same bytes come again
 
 
-def _tile_png(grid_path: Path, count: int, index: int) -> bytes:
+def _size_of(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+def _tile_png(grid_path: Path, count: int, index: int) -> tuple[bytes, tuple[int, int]]:
     """Tile ``index`` of a grid of ``count`` images, cut at its share of the file's size.
 
     The file may have been scaled down to fit a platform's upload limit, so the boxes are proportional.
@@ -157,7 +164,7 @@ def _tile_png(grid_path: Path, count: int, index: int) -> bytes:
             (row + 1) * height // rows,
         )
         tile = grid.convert("RGB").crop(box)
-    return _png(tile)
+    return _png(tile), tile.size
 
 
 def _png(picture: Image.Image) -> bytes:

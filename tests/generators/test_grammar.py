@@ -330,3 +330,25 @@ def test_a_remix_formats_back_and_names_its_source() -> None:
     assert provenance(from_job) == "remix of job AbC123xyz at strength 0.6"
     assert provenance(parse("a cat", LIMITS)) == ""
     assert GenerationRequest.from_dict(request.to_dict()) == request
+
+
+@pytest.mark.parametrize(
+    ("size", "ratio"),
+    [
+        ((1920, 1080), (16, 9)),
+        ((1080, 1920), (9, 16)),
+        ((640, 640), (1, 1)),
+        ((1000, 667), (3, 2)),
+        ((5000, 500), (3, 1)),
+        ((97, 101), (1, 1)),
+        ((1024, 768), (4, 3)),
+    ],
+)
+def test_a_remix_keeps_its_pictures_shape_unless_ar_says_otherwise(
+    size: tuple[int, int], ratio: tuple[int, int]
+) -> None:
+    picture = Source("ab" * 32, width=size[0], height=size[1])
+    assert parse("a cat", LIMITS, source=picture).aspect == ratio
+    assert parse("a cat --ar 2:3", LIMITS, source=picture).aspect == (2, 3)
+    request = parse("a cat", LIMITS, source=picture)
+    assert parse(format_request(request, LIMITS), LIMITS, source=picture) == request

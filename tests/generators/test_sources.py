@@ -35,7 +35,7 @@ RED, BLUE = picture((255, 40, 40)), picture((30, 60, 255))
 async def test_a_picture_is_kept_once_under_the_digest_of_what_was_sent(tmp_path: Path) -> None:
     store = SourceStore(tmp_path / "sources", IntakeLimits(), max_side=48)
     source = await store.take(RED)
-    assert source == Source(hashlib.sha256(RED).hexdigest())
+    assert source == Source(hashlib.sha256(RED).hexdigest(), width=48, height=32)
     with Image.open(store.path(source.digest)) as kept:
         assert max(kept.size) == 48  # bounded on its long side, aspect kept
         assert kept.size == (48, 32)
@@ -104,6 +104,7 @@ async def test_a_remix_depends_on_its_picture_and_names_it(
         assert meta["source"] == f"sha256:{hashlib.sha256(BLUE).hexdigest()}"
         assert meta["strength"] == "0.75" and meta["seed"] == "5"
         assert meta["denoising_steps"] == "1"  # 2 steps × 0.75
+        assert meta["size"] == "64x64" and "--ar 3:2" in meta["command"]  # the 96×64 picture's shape
         assert "--strength 0.75" in meta["command"]
 
 
