@@ -178,15 +178,20 @@ async def test_port_zero_binds_a_free_port(tiny_backend: DiffusersBackend, tmp_p
                 pass  # stopped with the block
 
 
-def test_a_clip_page_shows_a_video() -> None:
-    result = GenerationResult("job", (MediaFile(Path("clip.mp4"), "video/mp4", 10),), (3,), 64, 64, 0.1)
-    html = web.render_page(
-        GenerationRequest("a dancing cat", seed=3),
+def page_of(request: GenerationRequest, name: str = "grid.png", mime: str = "image/png") -> str:
+    """The page of a one-file result of ``request`` at https://x.example/job."""
+    result = GenerationResult("job", (MediaFile(Path(name), mime, 10),), (3,), 64, 64, 0.1)
+    return web.render_page(
+        request,
         result,
         page_url="https://x.example/job",
-        file_url="https://x.example/job/clip.mp4",
-        command="a dancing cat --seed 3 --video",
+        file_url=f"https://x.example/job/{name}",
+        command="the command",
     )
+
+
+def test_a_clip_page_shows_a_video() -> None:
+    html = page_of(GenerationRequest("a dancing cat", seed=3), "clip.mp4", "video/mp4")
     assert '<video src="https://x.example/job/clip.mp4"' in html
     assert '<meta property="og:video:type" content="video/mp4">' in html
     assert "og:image" not in html
@@ -203,29 +208,13 @@ def test_a_clip_page_shows_a_video() -> None:
     ],
 )
 def test_a_remix_page_names_its_source_and_strength(source: Source, shown: str) -> None:
-    result = GenerationResult("job", (MediaFile(Path("grid.png"), "image/png", 10),), (3,), 64, 64, 0.1)
-    request = GenerationRequest("a <b>cat</b>", seed=3, n=1, source=source, strength=0.45)
-    html = web.render_page(
-        request,
-        result,
-        page_url="https://x.example/job",
-        file_url="https://x.example/job/grid.png",
-        command="x",
-    )
+    html = page_of(GenerationRequest("a <b>cat</b>", seed=3, n=1, source=source, strength=0.45))
     assert f"{shown} at strength 0.45" in html
     assert "<b>cat</b>" not in html  # the prompt is escaped as ever
 
 
 def test_a_plain_page_names_no_source() -> None:
-    result = GenerationResult("job", (MediaFile(Path("grid.png"), "image/png", 10),), (3,), 64, 64, 0.1)
-    html = web.render_page(
-        GenerationRequest("a cat", seed=3),
-        result,
-        page_url="https://x.example/job",
-        file_url="f",
-        command="x",
-    )
-    assert "Remix" not in html
+    assert "Remix" not in page_of(GenerationRequest("a cat", seed=3))
 
 
 async def exchange(server: web.WebServer, raw: bytes) -> bytes:
