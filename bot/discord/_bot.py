@@ -16,7 +16,9 @@ from bot.discord._cogs import reply_error
 from bot.discord._commands import Generation
 from bot.discord._delivery import Delivery, result_file
 from bot.discord._info import Info
+from bot.discord._pictures import Picture, picture_in
 from bot.discord._queue import QueueCommands
+from bot.discord._remix import PENDING, Remixes
 from bot.discord._requests import (
     Requests,
     age_restricted,
@@ -32,6 +34,7 @@ from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord
 from generators.errors import Forbidden, NotFound, UserError
+from generators.intake import Fetcher
 from generators.requests import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,10 @@ _JOB_IN_CUSTOM_ID = re.compile(r"^mb:[a-z]+:([A-Za-z0-9_-]{8,64})")
 class MemeBot(commands.Bot):
     """memebot on Discord; built with its job service and config, nothing global."""
 
-    def __init__(self, service: JobService, config: DiscordConfig, **options: Any) -> None:
+    def __init__(
+        self, service: JobService, config: DiscordConfig, *, fetcher: Fetcher | None = None, **options: Any
+    ) -> None:
+        """``fetcher`` downloads members' pictures; by default one for Discord's media hosts."""
         intents = discord.Intents.default()
         # Reading "!imagine ..." in meme channels needs the privileged message-content intent.
         intents.message_content = bool(config.meme_channels)
@@ -57,12 +63,15 @@ class MemeBot(commands.Bot):
         self.config = config
         self.requests = Requests(service, config)
         self.delivery = Delivery(self, service, config)
-        self.generation = Generation(service, self.requests)
+        self.remixes = Remixes(service, self.requests, fetcher)
+        self.generation = Generation(service, self.requests, self.remixes)
         self._resumed = False
 
     async def setup_hook(self) -> None:
-        """Commands, persistent buttons, command sync."""
+        """Commands, the message menu, persistent buttons, command sync."""
+        await self.remixes.open()
         await self.add_cog(self.generation)
+        self.tree.add_command(self.remixes.menu())
         for cog in (QueueCommands, Info, ServerSettings):
             await self.add_cog(cog(self.service, self.requests))
         self.add_dynamic_items(JobButton)
@@ -73,6 +82,11 @@ class MemeBot(commands.Bot):
                 await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
+
+    async def close(self) -> None:
+        """Log out, then close what the bot opened for itself."""
+        await super().close()
+        await self.remixes.close()
 
     async def on_ready(self) -> None:
         """Deliver what finished while the bot was away (once per process)."""
@@ -122,6 +136,9 @@ class MemeBot(commands.Bot):
         elif action is Action.CANCEL:
             await self.service.cancel(record.id, by=None if moderator else owner_of(interaction.user))
             await interaction.response.send_message("Cancelling…", ephemeral=True)
+        elif action is Action.REMIX:
+            self.requests.check_repost(record, interaction)  # someone else's age-restricted picture
+            await self.remixes.open_result(interaction, record)
         else:
             if action is Action.REROLL:
                 new = _reroll(request)
@@ -143,14 +160,28 @@ class MemeBot(commands.Bot):
             return
         guild_id = message.guild.id if message.guild else None
         try:
+            picture = await self._picture_for(message)
+            if picture is not None:
+                self.remixes.check(picture)
             guild = await self.requests.guild(guild_id)
-            request = self.requests.parse(text, guild, message.channel.id)
+            pending = None if picture is None else PENDING
+            request = self.requests.parse(text, guild, message.channel.id, source=pending)
             request = self.requests.check(
                 request, user=message.author, guild_id=guild_id, channel=message.channel, guild=guild
             )
+            if picture is not None:
+                request = dataclasses.replace(request, source=await self.remixes.take(picture))
             await self.requests.submit_message(message, request, guild)
         except UserError as error:
             await message.reply(error_text(str(error)), mention_author=False)
+
+    async def _picture_for(self, message: discord.Message) -> Picture | None:
+        """A meme-channel prompt's picture: attached to it, else in the message it replies to."""
+        own = picture_in(message, self.remixes.fetcher)
+        if own is not None:
+            return own
+        replied = await _replied_to(message)
+        return None if replied is None else picture_in(replied, self.remixes.fetcher)
 
     def _prompt_in(self, content: str) -> str | None:
         trigger = self.config.trigger.strip()
@@ -200,6 +231,21 @@ class ShardedMemeBot(MemeBot, commands.AutoShardedBot):
 
 def _reroll(request: GenerationRequest) -> GenerationRequest:
     return dataclasses.replace(request, seed=None)
+
+
+async def _replied_to(message: discord.Message) -> discord.Message | None:
+    """The message ``message`` replies to (sent along by Discord, else fetched); None when gone."""
+    reference = message.reference
+    if reference is None or reference.type is not discord.MessageReferenceType.reply:
+        return None
+    if isinstance(reference.resolved, discord.Message):
+        return reference.resolved
+    if reference.message_id is None or reference.channel_id != message.channel.id:
+        return None
+    try:
+        return await message.channel.fetch_message(reference.message_id)
+    except discord.HTTPException:
+        return None  # deleted, or not readable by the bot
 
 
 def _job_of(message: discord.Message) -> str | None:

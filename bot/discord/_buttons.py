@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import discord
 
-TEMPLATE = r"mb:(?P<action>reroll|var|up|del|cancel):(?P<job>[A-Za-z0-9_-]{8,64})(?::(?P<index>[1-9]))?"
+TEMPLATE = r"mb:(?P<action>reroll|var|up|del|cancel|remix):(?P<job>[A-Za-z0-9_-]{8,64})(?::(?P<index>[1-9]))?"
 PER_ROW = 5
 
 
@@ -24,6 +24,7 @@ class Action(enum.StrEnum):
     UPSCALE = "up"
     DELETE = "del"
     CANCEL = "cancel"
+    REMIX = "remix"
 
 
 class ButtonHandler(Protocol):
@@ -72,10 +73,13 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLAT
 
 
 def result_view(job_id: str, images: int) -> discord.ui.View:
-    """🔄 and 🗑, then V1..Vn and U1..Un for grids (rows of at most five)."""
+    """🔄 and 🗑 (and 🎨 for pictures: clips have ``images`` 0), then V1..Vn and U1..Un for grids (rows of
+    at most five)."""
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton(Action.REROLL, job_id, emoji="🔄", row=0))
     view.add_item(JobButton(Action.DELETE, job_id, emoji="🗑️", row=0))
+    if images:
+        view.add_item(JobButton(Action.REMIX, job_id, label="Remix", emoji="🎨", row=0))
     rows_each = (images + PER_ROW - 1) // PER_ROW
     for group, (action, letter) in enumerate(((Action.VARIATION, "V"), (Action.UPSCALE, "U"))):
         for i in range(1, images + 1):

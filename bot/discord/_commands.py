@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,14 @@ import discord
 from discord import app_commands
 
 from bot.discord._cogs import KIND_WORDS, FeatureCog, job_choices, model_choices
+from bot.discord._pictures import Picture, check_reported
 from bot.discord._policy import GuildSettings
-from bot.discord._requests import checked_job_id
+from bot.discord._remix import Remixes
+from bot.discord._requests import Requests, checked_job_id
+from bot.jobs import JobService
 from generators import render
 from generators.errors import BadRequest, NotFound, UserError
-from generators.intake import MIB, IntakeLimits, decode, decode_header_refusal
+from generators.intake import IntakeLimits, decode
 from generators.requests import GenerationRequest, Kind
 
 log = logging.getLogger(__name__)
@@ -27,7 +31,7 @@ ASPECTS = ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"]
 def command_text(prompt: str, **options: Any) -> str:
     """The slash command's options as the one grammar's flags, after the prompt."""
     flags = {"negative": "no", "n": "n", "seed": "seed", "aspect": "ar", "steps": "steps", "top": "top"}
-    flags |= {"bottom": "bottom", "model": "model"}
+    flags |= {"bottom": "bottom", "model": "model", "strength": "strength"}
     parts = [prompt]
     for name, flag in flags.items():
         value = options.get(name)
@@ -40,6 +44,10 @@ def command_text(prompt: str, **options: Any) -> str:
 
 class Generation(FeatureCog):
     """The commands that make something: /imagine, /animate and /meme."""
+
+    def __init__(self, service: JobService, requests: Requests, remixes: Remixes) -> None:
+        super().__init__(service, requests)
+        self.remixes = remixes
 
     async def start(self, interaction: discord.Interaction[Any], text: str) -> None:
         """Parse, check, acknowledge and queue: the path every generating command takes."""
@@ -75,6 +83,8 @@ class Generation(FeatureCog):
         bottom="Meme caption at the bottom",
         video="A short clip instead of a grid",
         model="Which image model draws it (see /info)",
+        image="A picture to start from (a remix)",
+        strength="With a picture: how much of it to redraw, from 0.05 to 1",
     )
     @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
@@ -91,11 +101,21 @@ class Generation(FeatureCog):
         bottom: str | None = None,
         video: bool = False,
         model: app_commands.Range[str, 1, 100] | None = None,
+        image: discord.Attachment | None = None,
+        strength: app_commands.Range[float, 0.05, 1.0] | None = None,
     ) -> None:
-        """Draw a grid of pictures (or a clip) from a prompt."""
+        """Draw a grid of pictures (or a clip) from a prompt, or from a picture and a prompt."""
         options = {"negative": negative, "n": n, "seed": seed, "aspect": aspect, "steps": steps, "top": top}
         options |= {"bottom": bottom, "video": video, "model": self.checked_model(model, None)}
-        await self.start(interaction, command_text(prompt, **options))
+        # The grammar takes at most three decimals; the client sends whatever float was typed.
+        options["strength"] = None if strength is None else f"{round(strength, 3):g}"
+        text = command_text(prompt, **options)
+        if image is None:
+            await self.start(interaction, text)
+            return
+        picture = Picture.of_attachment(image)
+        self.remixes.check(picture)  # from what Discord reports: a bomb is never downloaded
+        await self.remixes.start(interaction, text, partial(self.remixes.take, picture))
 
     @app_commands.command()
     @app_commands.describe(
@@ -165,13 +185,8 @@ class Generation(FeatureCog):
     ) -> tuple[discord.Attachment | Path, bool]:
         """What to caption, and whether the result must be spoilered (a result made under NSFW rules)."""
         if image is not None:
-            limits = self.service.limits
-            if not (image.content_type or "").startswith("image/") or image.size > limits.max_image_bytes:
-                cap = limits.max_image_bytes / MIB
-                raise BadRequest(f"attach a picture (PNG, JPEG, GIF or WebP) under {cap:g} MiB")
-            if (image.width or 0) * (image.height or 0) > limits.max_image_pixels:
-                # Discord read the header for us: refused without downloading it at all.
-                decode_header_refusal(image.width or 0, image.height or 0, limits.max_image_pixels)
+            # Discord read the header for us: refused without downloading it at all.
+            check_reported(Picture.of_attachment(image), self.service.limits)
             return image, False
         record = await self.service.store.get(checked_job_id(job)) if job else None
         if record is None or record.result is None:

@@ -19,7 +19,7 @@ from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord
 from generators.errors import BadRequest, Forbidden, NotFound
-from generators.requests import GenerationRequest
+from generators.requests import GenerationRequest, Source
 
 PLATFORM = "discord"
 #: What a job id can look like (``secrets.token_urlsafe``), with room for older and longer ones.
@@ -78,17 +78,20 @@ class Requests:
         """Update the cache after /settings wrote the store."""
         self._guilds[guild_id] = settings
 
-    def parse(self, text: str, guild: GuildSettings, channel_id: int | None) -> GenerationRequest:
-        """The one grammar, with this server's (or channel's) default image count and model."""
+    def parse(
+        self, text: str, guild: GuildSettings, channel_id: int | None, *, source: Source | None = None
+    ) -> GenerationRequest:
+        """The one grammar, with this server's (or channel's) default image count and model; with
+        ``source``, a remix of that picture."""
         default_n = guild.n_for(channel_id)
         if guild.max_n is not None:
             default_n = min(default_n or guild.max_n, guild.max_n)
-        request = self.service.parse(text, default_n=default_n)
+        request = self.service.parse(text, default_n=default_n, source=source)
         # The kind (picture or clip) is known once parsed; only then is it clear which default applies.
         default_model = guild.model_for(channel_id, request.kind)
         if default_model is None or default_model == request.model:
             return request
-        return self.service.parse(text, default_n=default_n, default_model=default_model)
+        return self.service.parse(text, default_n=default_n, default_model=default_model, source=source)
 
     def check(
         self,
@@ -135,11 +138,20 @@ class Requests:
         return guild.spoiler or (self.config.spoiler_outside_nsfw and not age_restricted(channel))
 
     async def submit_interaction(
-        self, interaction: discord.Interaction[Any], request: GenerationRequest, guild: GuildSettings
+        self,
+        interaction: discord.Interaction[Any],
+        request: GenerationRequest,
+        guild: GuildSettings,
+        *,
+        restricted: bool = False,
     ) -> JobRecord:
-        """Acknowledge at once (thinking…), then store and queue the job; its message is the original."""
-        await interaction.response.defer(thinking=True)
+        """Acknowledge at once (thinking…) unless that was done, then store and queue the job; its
+        message is the original. ``restricted``: it remixes a result made under age-restricted rules,
+        so it is held to them too."""
+        if not interaction.response.is_done():
+            await interaction.response.defer(thinking=True)
         original = await interaction.original_response()
+        here = age_restricted(interaction.channel)
         reply_to = addresses.discord_interaction(
             application_id=interaction.application_id,
             token=interaction.token,
@@ -147,8 +159,8 @@ class Requests:
             channel_id=interaction.channel_id,
             guild_id=interaction.guild_id,
             user_id=interaction.user.id,
-            spoiler=self.spoiler(interaction.channel, guild),
-            age_restricted=age_restricted(interaction.channel),
+            spoiler=self.spoiler(interaction.channel, guild) or (restricted and not here),
+            age_restricted=here or restricted,
         )
         return await self.service.submit(
             request,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from bot.progress import bar, phase_words, place_words, started_words
 from generators.config import LimitsConfig
-from generators.grammar import help_text
+from generators.grammar import help_text, provenance
 from generators.models import Catalog, ModelState
 from generators.requests import (
     Cancelled,
@@ -69,13 +69,16 @@ def _sentence(words: str) -> str:
 
 
 def result_text(request: GenerationRequest, *, seed: int, job_id: str, user_id: int, command: str) -> str:
-    """The caption of a finished grid or clip: prompt, model, seed, job id and who asked."""
+    """The caption of a finished grid or clip: prompt, model, seed, job id, who asked, the command to
+    make it again and, for a remix, what it started from (the command alone cannot bring the picture)."""
     model = f"model {code(request.model, 100)} · " if request.model else ""
     lines = [
         prompt_line(request.prompt, 600),
         f"{model}seed `{seed}` · job {code(job_id, 80)} · by <@{user_id}>",
         code(f"/imagine prompt:{command}", 700),
     ]
+    if source := provenance(request):
+        lines.append(f"🎨 {escape(clip(source, 200))}")
     return clip("\n".join(lines), DISCORD_LIMIT)
 
 
