@@ -614,7 +614,9 @@ class FakeDiscord:
 
         ``values`` by text input ``custom_id``; the others keep the value the modal was opened with.
         Checked as Discord's client would: known inputs, required ones filled, lengths within bounds.
+        Waits for the modal to be shown first.
         """
+        await opened.acknowledgement()
         modal = opened.modal
         if modal is None:
             raise ValueError(

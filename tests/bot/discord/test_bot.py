@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,6 +23,7 @@ from bot.discord import MemeBot, build_bot, point_at
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord, JobStatus
+from generators.intake import Fetcher, IntakeLimits
 from generators.pipelines import DiffusersBackend
 from tests.fakes.discord import FakeDiscord, FakeMessage, run_client
 from tests.helpers import open_service
@@ -45,8 +47,11 @@ async def discord_env(
     start_worker: bool = True,
     per_user: int = 3,
     worker: dict[str, Any] | None = None,
+    loopback_pictures: bool = True,
     **config: Any,
 ) -> AsyncIterator[Env]:
+    """A bot on ``fake`` with a service on ``backend``; members' pictures are fetched from the fake
+    (plain HTTP on the loopback) unless ``loopback_pictures`` is False: then from Discord's hosts only."""
     settings = DiscordConfig(
         enabled=True,
         api_base_url=fake.api_base,
@@ -54,15 +59,22 @@ async def discord_env(
         meme_channels=(fake.channel("memes").id,),
         **({"edit_interval_s": 0.05} | config),
     )
-    async with open_service(
-        backend,
-        tmp_path / "jobs.db",
-        tmp_path,
-        start_worker=start_worker,
-        per_user=per_user,
-        **(worker or {}),
-    ) as service:
-        bot = build_bot(service, settings, guild_ready_timeout=0.05)
+    async with (
+        open_service(
+            backend,
+            tmp_path / "jobs.db",
+            tmp_path,
+            start_worker=start_worker,
+            per_user=per_user,
+            **(worker or {}),
+        ) as service,
+        aiohttp.ClientSession() as session,
+    ):
+        options: dict[str, Any] = {"guild_ready_timeout": 0.05}
+        if loopback_pictures:
+            limits = IntakeLimits.of(service.limits)
+            options["fetcher"] = Fetcher(session, ("127.0.0.1",), limits, schemes=("http",))
+        bot = build_bot(service, settings, **options)
         async with run_client(bot, fake):
             try:
                 yield Env(fake, bot, service)
