@@ -142,7 +142,11 @@ def models_lines(catalog: Catalog, states: Sequence[ModelState]) -> list[str]:
 def help_lines(limits: LimitsConfig, catalog: Catalog) -> list[str]:
     """/help: the grammar's flags (the same in /imagine's prompt, meme channels and on Reddit), then
     the models ``--model`` can name (the flags are a fixed text; the list of models is cut to fit)."""
-    head = "Use /imagine (or /animate for a clip) with a prompt; flags after the prompt work too."
+    head = (
+        "Use /imagine (or /animate for a clip) with a prompt; flags after the prompt work too. To remix a "
+        "picture, give /imagine an image, right-click a message → Apps → Remix with memebot, or press 🎨 "
+        "under a result."
+    )
     flags = f"```\n{help_text(limits).replace('`', 'ˋ')}\n```"
     names = [f"{code(m.name, 60)} ({m.kind.value}, {m.size} px)" for m in catalog]
     models = clip(

@@ -17,8 +17,10 @@ async def test_help_lists_every_flag_and_model(
     async with discord_env(pool, tmp_path, fake, start_worker=False):
         shown = await reply(fake, "help", {})
         assert shown.ephemeral and len(shown.content) <= 2000
-        for flag in ("--no", "--n", "--seed", "--ar", "--steps", "--top", "--bottom", "--video", "--model"):
+        flags = ("--no", "--n", "--seed", "--ar", "--steps", "--top", "--bottom", "--video", "--model")
+        for flag in (*flags, "--strength"):
             assert f"  {flag} " in shown.content or f"  {flag}:" in shown.content
+        assert "Remix with memebot" in shown.content
         for model in ("tiny", "tiny-video", "tiny-b"):
             assert f"`{model}`" in shown.content
         fake.assert_clean()

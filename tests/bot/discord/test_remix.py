@@ -227,6 +227,17 @@ async def test_bad_pictures_get_one_clear_refusal(
             refused = await refusal(fake, menu)
             assert refused.content == "❌ that message has no picture I can use" and menu.modal is None
 
+        # In a meme channel, a reply to a picture over the byte cap: refused from its reported size.
+        memes = fake.channel("memes")
+        big = fake.store_attachment("big.png", bytes(env.service.limits.max_image_bytes + 1))
+        shared = await fake.post_user_message(memes, "", attachments=[big], author=fake.bob)
+        await fake.post_user_message(memes, "!imagine a frog", reply_to=shared)
+        answer = await fake.wait_for(
+            lambda: next((m for m in fake.messages_in(memes) if m.author.id == fake.bot.id), None)
+        )
+        assert answer.content == "❌ the image is over 8 MiB; send a smaller one"
+        assert fake.attachment_downloads == [text.id]
+
         ix = await fake.slash_command("imagine", {"prompt": "a cat --strength 0.5"})
         assert "--strength needs a picture" in (await refusal(fake, ix)).content
         assert await env.service.store.stats() == {}

@@ -7,7 +7,7 @@ import dataclasses
 from bot.discord._policy import GuildSettings
 from bot.discord._text import code, escape, progress_text, result_text, workers_line
 from generators.models import ModelInfo
-from generators.requests import Failed, GenerationRequest, Kind
+from generators.requests import Failed, GenerationRequest, Kind, Source
 from generators.streams.heartbeat import WorkerStatus
 
 
@@ -32,6 +32,16 @@ def test_a_result_names_its_model_and_the_command_to_make_it_again() -> None:
     request = GenerationRequest(prompt="a cat", model="tiny-b")
     text = result_text(request, seed=7, job_id="abc", user_id=1, command="a cat --seed 7 --model tiny-b")
     assert "model `tiny-b` · seed `7` · job `abc`" in text and text.endswith("--model tiny-b`")
+
+
+def test_a_remix_says_what_it_started_from_beside_its_command_as_plain_text() -> None:
+    remix = GenerationRequest(prompt="a cat", source=Source("0" * 64, job="a_b*c@everyone"), strength=0.6)
+    text = result_text(remix, seed=7, job_id="abc", user_id=1, command="a cat --strength 0.6")
+    command, origin = text.splitlines()[-2:]
+    assert command.endswith("--strength 0.6`")
+    assert origin == "🎨 remix of job a\\_b\\*c@\u200beveryone at strength 0.6"
+    plain = result_text(GenerationRequest(prompt="a cat"), seed=7, job_id="abc", user_id=1, command="a cat")
+    assert "🎨" not in plain and "remix" not in plain
 
 
 def test_guild_settings_keep_a_default_model_per_kind_per_server_and_channel() -> None:
