@@ -266,3 +266,17 @@ def test_only_pictures_get_the_remix_button() -> None:
 
     assert "mb:remix:abcdefgh" in ids(result_view("abcdefgh", 4))
     assert "mb:remix:abcdefgh" not in ids(result_view("abcdefgh", 0))  # a clip
+
+
+async def test_someone_elses_age_restricted_result_is_not_theirs_to_remix(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        made = await imagine(env, {"prompt": "a cat", "n": 1}, channel_id=fake.channel("nsfw").id)
+        button = f"mb:remix:{job_id_of(made)}"
+        refused = await fake.click(made, button, user=fake.bob)
+        assert "age-restricted" in (await refusal(fake, refused)).content and refused.modal is None
+        opened = await fake.click(made, button, user=fake.alice)
+        assert (await opened.acknowledgement()).type == 9
+        assert "index" not in opened.text_inputs()  # one image: nothing to pick
+        fake.assert_clean()
