@@ -487,13 +487,16 @@ class FakeDiscord:
         attachments: Sequence[FakeAttachment] = (),
         embeds: Sequence[dict[str, Any]] = (),
         reply_to: FakeMessage | None = None,
+        send_replied: bool = True,
         announce: bool = True,
     ) -> FakeMessage:
         """A person writes in a channel (MESSAGE_CREATE). ``<@id>`` in ``content`` counts as a mention.
 
         A reply (``reply_to``) carries ``message_reference`` and, as on Discord, the replied-to message
-        itself as ``referenced_message``. ``announce=False`` keeps it quiet: a message from before the
-        bot connected, known to it only through an interaction or a reply.
+        itself as ``referenced_message``; ``send_replied=False`` leaves that out, as Discord may ("the
+        backend did not attempt to fetch" it), so a client has to fetch it. ``announce=False`` keeps a
+        message quiet: one from before the bot connected, known to it only through an interaction, a
+        reply or a fetch.
         """
         channel_id = channel.id if isinstance(channel, FakeChannel) else channel
         author = author or self.alice
@@ -508,7 +511,7 @@ class FakeDiscord:
         )
         if reply_to is not None:
             message.type = 19
-            message.referenced = reply_to
+            message.referenced = reply_to if send_replied else None
             message.message_reference = {
                 "type": 0,
                 "channel_id": str(reply_to.channel_id),

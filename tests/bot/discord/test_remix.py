@@ -166,11 +166,13 @@ async def test_a_meme_channel_reply_remixes_the_picture_replied_to(
     memes = fake.channel("memes")
     ramp, checks = picture("ramp"), picture("checks")
 
-    async def reply_to(data: bytes, name: str) -> tuple[JobRecord, Source, bytes]:
+    async def reply_to(data: bytes, name: str, *, sent_along: bool = True) -> tuple[JobRecord, Source, bytes]:
         shared = await fake.post_user_message(
-            memes, "", attachments=[fake.store_attachment(name, data)], author=fake.bob
+            memes, "", attachments=[fake.store_attachment(name, data)], author=fake.bob, announce=sent_along
         )
-        prompt = await fake.post_user_message(memes, "!imagine a frog --n 1 --seed 4", reply_to=shared)
+        prompt = await fake.post_user_message(
+            memes, "!imagine a frog --n 1 --seed 4", reply_to=shared, send_replied=sent_along
+        )
 
         def answer() -> FakeMessage | None:
             return next(
@@ -193,6 +195,11 @@ async def test_a_meme_channel_reply_remixes_the_picture_replied_to(
         _, source, from_checks = await reply_to(checks, "checks.png")
         assert source.digest == sha256(checks) and from_checks != from_ramp
         assert len(fake.attachment_downloads) == 2  # each picture once
+        assert not fake.requests_to("GET", "/channels/{channel_id}/messages/{message_id}")
+        # Discord may leave the replied-to message out of the event: then the bot fetches it.
+        _, source, _ = await reply_to(ramp, "again.png", sent_along=False)
+        assert source.digest == sha256(ramp)
+        assert fake.requests_to("GET", "/channels/{channel_id}/messages/{message_id}")
         fake.assert_clean()
 
 
