@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -33,8 +32,6 @@ from generators.errors import BadRequest, UserError
 from generators.intake import MEDIA_HOSTS, Fetcher, IntakeLimits
 from generators.requests import GenerationRequest, Kind, Source
 from generators.text import clip
-
-log = logging.getLogger(__name__)
 
 MENU_NAME = "Remix with memebot"
 #: Stands in for the picture while the prompt is checked: the picture is fetched only after that.
