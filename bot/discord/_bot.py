@@ -170,7 +170,8 @@ class MemeBot(commands.Bot):
                 request, user=message.author, guild_id=guild_id, channel=message.channel, guild=guild
             )
             if picture is not None:
-                request = dataclasses.replace(request, source=await self.remixes.take(picture))
+                source = await self.remixes.take(picture)
+                request = self.remixes.attach(request, source, text, guild, message.channel.id)
             await self.requests.submit_message(message, request, guild)
         except UserError as error:
             await message.reply(error_text(str(error)), mention_author=False)

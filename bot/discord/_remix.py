@@ -120,6 +120,21 @@ class Remixes:
         """The prompt as a remix (its picture still to come): flags such as --strength checked now."""
         return self.requests.parse(text, guild, channel_id, source=PENDING)
 
+    def attach(
+        self,
+        request: GenerationRequest,
+        source: Source,
+        text: str,
+        guild: GuildSettings,
+        channel_id: int | None,
+    ) -> GenerationRequest:
+        """The checked request with its picture, in the picture's shape unless ``--ar`` said otherwise.
+
+        Parsed again with the picture for its shape alone; everything else stays as checked.
+        """
+        shaped = self.requests.parse(text, guild, channel_id, source=source)
+        return dataclasses.replace(request, source=source, aspect=shaped.aspect)
+
     async def start(
         self,
         interaction: discord.Interaction[Any],
@@ -148,7 +163,7 @@ class Remixes:
         )
         await interaction.response.defer(thinking=True)
         try:
-            request = dataclasses.replace(request, source=await take())
+            request = self.attach(request, await take(), text, guild, interaction.channel_id)
             await self.requests.submit_interaction(interaction, request, guild, restricted=restricted)
         except UserError as error:
             await withdraw(interaction, str(error))

@@ -28,11 +28,11 @@ from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 MENU = "Remix with memebot"
 
 
-def picture(kind: str) -> bytes:
-    """A small PNG: a left-to-right gradient ("ramp") or a checkerboard ("checks")."""
-    x, y = np.meshgrid(np.arange(64), np.arange(64))
+def picture(kind: str, width: int = 64) -> bytes:
+    """A PNG 64 high: a left-to-right gradient ("ramp") or a checkerboard ("checks")."""
+    x, y = np.meshgrid(np.arange(width), np.arange(64))
     if kind == "ramp":
-        pixels = np.stack([x * 4, y * 4, 255 - x * 4], axis=-1)
+        pixels = np.stack([x * 4 % 256, y * 4, 255 - x * 4 % 256], axis=-1)
     else:
         pixels = np.where(((x // 8 + y // 8) % 2)[..., None] == 1, 230, 20).repeat(3, axis=-1)
     buffer = io.BytesIO()
@@ -96,6 +96,14 @@ async def test_imagine_remixes_an_attached_picture(
         record, source, made_from_checks = await result_of(env, second)
         assert source.digest == sha256(checks) and record.job.request.strength == 0.8
         assert made_from_checks != made_from_ramp  # the same seed and prompt, another picture
+        wide = fake.store_attachment("wide.png", picture("ramp", width=114))
+        record, _, _ = await result_of(env, await imagine(env, {"prompt": "a cat --n 1", "image": wide}))
+        assert record.job.request.aspect == (16, 9)  # the picture's shape, as no --ar was given
+        square = fake.store_attachment("wide.png", picture("ramp", width=114))
+        record, _, _ = await result_of(
+            env, await imagine(env, {"prompt": "a cat --n 1 --ar 1:1", "image": square})
+        )
+        assert record.job.request.aspect == (1, 1)
         fake.assert_clean()
 
 
@@ -194,7 +202,9 @@ async def test_a_meme_channel_reply_remixes_the_picture_replied_to(
         assert source.digest == sha256(ramp) and metadata_source(record) == f"sha256:{sha256(ramp)}"
         _, source, from_checks = await reply_to(checks, "checks.png")
         assert source.digest == sha256(checks) and from_checks != from_ramp
-        assert len(fake.attachment_downloads) == 2  # each picture once
+        record, _, _ = await reply_to(picture("checks", width=192), "wide.png")
+        assert record.job.request.aspect == (3, 1)  # the picture's shape
+        assert len(fake.attachment_downloads) == 3  # each picture once
         assert not fake.requests_to("GET", "/channels/{channel_id}/messages/{message_id}")
         # Discord may leave the replied-to message out of the event: then the bot fetches it.
         _, source, _ = await reply_to(ramp, "again.png", sent_along=False)
