@@ -9,6 +9,7 @@
   process, then each alone in a fresh process (goal: within 5%).
 
     python benchmarks/bench_worker.py [--json benchmarks/results/worker.json] [--case all|real-size]
+    python benchmarks/bench_worker.py --case real-size --vaes tiny --batches 4 --runs 8   # some rows
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,15 +203,19 @@ async def job_call(worker: GenerationWorker, batch: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
-async def alternating(vae: str, batch: int, runs: int, quick: bool, folder: Path) -> tuple[float, float]:
-    """Median s/image of memebot's path and of the bare call, alternating in this process."""
+async def alternating(
+    vae: str, batch: int, runs: int, quick: bool, folder: Path
+) -> tuple[float, float, float]:
+    """Median s/image of memebot's path and of the bare call, alternating in this process, and the
+    median of the pairs' ratios (a pair runs back to back, so a slow minute of the machine slows both)."""
     backend = real_backend(vae, quick)
     ours, bare = [], []
     async with make_worker(backend, folder) as worker:
         for run in range(runs + 1):  # the first pair warms both up
             bare.append(await asyncio.to_thread(bare_call, backend, batch, run))
             ours.append(await job_call(worker, batch, run))
-    return statistics.median(ours[1:]) / batch, statistics.median(bare[1:]) / batch
+    ratio = statistics.median(o / b for o, b in zip(ours[1:], bare[1:], strict=True))
+    return statistics.median(ours[1:]) / batch, statistics.median(bare[1:]) / batch, ratio
 
 
 def alone(mode: str, vae: str, batch: int, runs: int, quick: bool) -> float:
@@ -234,14 +240,23 @@ async def child(mode: str, vae: str, batch: int, runs: int, quick: bool) -> None
     print(statistics.median(times[1:]) / batch)
 
 
-async def real_size(runs: int, quick: bool, folder: Path) -> list[dict[str, Any]]:
-    """Rows for batch 1 and 4, full and tiny VAE: alternating in one process, then each alone."""
+async def real_size(
+    runs: int,
+    quick: bool,
+    folder: Path,
+    vaes: Sequence[str] = ("full", "tiny"),
+    batches: Sequence[int] = (1, 4),
+) -> list[dict[str, Any]]:
+    """Rows for batch 1 and 4, full and tiny VAE: alternating in one process, then each alone.
+
+    The alternating row's ratio is the median of its pairs' ratios; the lone rows' the ratio of medians.
+    """
     rows = []
-    for vae in ("full", "tiny"):
-        for batch in (1, 4):
+    for vae in vaes:
+        for batch in batches:
             label = f"real size b={batch} {vae} VAE (s/image)"
-            ours, base = await alternating(vae, batch, runs, quick, folder)
-            rows.append(row(f"{label}", ours, base, ours / base - 1, "<= 5%", ours / base - 1 <= 0.05))
+            ours, base, paired = await alternating(vae, batch, runs, quick, folder)
+            rows.append(row(f"{label}", ours, base, paired - 1, "<= 5%", paired - 1 <= 0.05))
             ours = alone("memebot", vae, batch, runs, quick)
             base = alone("bare", vae, batch, runs, quick)
             rows.append(
@@ -256,6 +271,8 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--case", choices=["all", "real-size"], default="all")
     parser.add_argument("--quick", action="store_true", help="real-size with a narrowed pipeline (smoke run)")
+    parser.add_argument("--vaes", default="full,tiny", help="real-size: which decoders (full, tiny)")
+    parser.add_argument("--batches", default="1,4", help="real-size: which batch sizes")
     parser.add_argument("--child", choices=["bare", "memebot"], help=argparse.SUPPRESS)
     parser.add_argument("--vae", choices=["full", "tiny"], default="full", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -265,7 +282,9 @@ async def main() -> None:
         return
     if args.case == "real-size":
         with tempfile.TemporaryDirectory() as tmp:
-            rows = await real_size(args.runs, args.quick, Path(tmp))
+            vaes = [v for v in args.vaes.split(",") if v in ("full", "tiny")]
+            batches = [int(b) for b in args.batches.split(",") if b.strip().isdigit()]
+            rows = await real_size(args.runs, args.quick, Path(tmp), vaes, batches)
         print_table(rows)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.with_name("worker-real-size.json").write_text(json.dumps({"rows": rows}, indent=2))
