@@ -59,13 +59,7 @@ class Generation(FeatureCog):
         self, interaction: discord.Interaction[Any], request: GenerationRequest, guild: GuildSettings
     ) -> None:
         """Check and queue a request (also used by the buttons)."""
-        request = self.requests.check(
-            request,
-            user=interaction.user,
-            guild_id=interaction.guild_id,
-            channel=interaction.channel,
-            guild=guild,
-        )
+        request = self.requests.check_interaction(request, interaction, guild)
         try:
             await self.requests.submit_interaction(interaction, request, guild)
         except UserError as error:  # lost a race for the last queue slot after acknowledging

@@ -154,13 +154,7 @@ class Remixes:
         request = self.parse(text, guild, interaction.channel_id)
         if seed_of is not None:
             request = dataclasses.replace(request, seed=seed_of(request))
-        request = self.requests.check(
-            request,
-            user=interaction.user,
-            guild_id=interaction.guild_id,
-            channel=interaction.channel,
-            guild=guild,
-        )
+        request = self.requests.check_interaction(request, interaction, guild)
         await interaction.response.defer(thinking=True)
         try:
             request = self.attach(request, await take(), text, guild, interaction.channel_id)

@@ -112,6 +112,18 @@ class Requests:
         self.limits.take(user.id, guild_id)
         return self.moderation.with_negative_prefix(request)
 
+    def check_interaction(
+        self, request: GenerationRequest, interaction: discord.Interaction[Any], guild: GuildSettings
+    ) -> GenerationRequest:
+        """:meth:`check` for a request made through an interaction (a command, a button, a form)."""
+        return self.check(
+            request,
+            user=interaction.user,
+            guild_id=interaction.guild_id,
+            channel=interaction.channel,
+            guild=guild,
+        )
+
     def check_captions(self, top: str, bottom: str, *, channel: Any, guild: GuildSettings) -> None:
         """/meme's captions: the length cap, the ban list and the NSFW rule that prompts' captions get."""
         limit = self.service.limits.max_caption_chars
