@@ -8,12 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from diffusers import AutoencoderTiny
 from PIL import Image, PngImagePlugin
 
 from bot.store import JobStatus
+from generators.config import ModelConfig
 from generators.errors import BadRequest
 from generators.intake import BadImage, IntakeLimits
 from generators.pipelines import DiffusersBackend
+from generators.pipelines.loading import load_backend
 from generators.requests import BatchSpec, Failed, Finished, Slot, Source
 from generators.sources import SourceStore, open_source, sources_folder
 from generators.worker import SOURCE_GONE_REASON
@@ -78,6 +82,26 @@ def test_a_remix_call_runs_steps_times_strength(tiny_backend: DiffusersBackend) 
     )
     assert seen == [(1, 2), (2, 2)]
     assert out[0][0].size == (TEST_SIZE, TEST_SIZE)
+
+
+def test_a_fast_decode_model_remixes_through_its_tiny_autoencoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ModelConfig(name="tiny", size=TEST_SIZE, steps=2, tiny_vae="tiny", fast_decode=True)
+    fast = load_backend(config)
+    vae = fast.img2img().vae
+    assert isinstance(vae, AutoencoderTiny) and vae is fast.tiny_vae  # it encodes the pictures too
+    encoded: list[int] = []
+    encode = vae.encode
+
+    def counting(pixels: torch.Tensor, *args: object, **kwargs: object) -> object:
+        encoded.append(len(pixels))
+        return encode(pixels, *args, **kwargs)
+
+    monkeypatch.setattr(vae, "encode", counting)
+    spec = BatchSpec(TEST_SIZE, TEST_SIZE, steps=2, strength=0.5)
+    start = Image.open(io.BytesIO(RED)).convert("RGB").resize((TEST_SIZE, TEST_SIZE))
+    slots = [Slot("a cat", "", seed, "r") for seed in (1, 2)]
+    out = fast.generate(spec, slots, lambda *a: None, [start, start])
+    assert sum(encoded) == 2 and [frames[0].size for frames in out] == [(TEST_SIZE, TEST_SIZE)] * 2
 
 
 async def test_a_remix_depends_on_its_picture_and_names_it(
