@@ -268,6 +268,13 @@ def encode_image(
     return Encoded(data, "image/jpeg", "jpg", width, height)
 
 
+def png_bytes(image: Image.Image) -> bytes:
+    """Plain PNG bytes at Pillow's fastest level: for previews and kept pictures, not for results."""
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def _png(image: Image.Image, metadata: Mapping[str, str] | None) -> bytes:
     """A PNG with every row "Up"-filtered, deflated in parallel (see the module docstring)."""
     if image.mode not in _PNG_COLOR_TYPES:

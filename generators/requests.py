@@ -64,6 +64,11 @@ class GenerationRequest:
         """Whether this request starts from a picture."""
         return self.source is not None
 
+    @property
+    def picture(self) -> str:
+        """The digest of the picture a remix starts from ("" for a request drawn from noise)."""
+        return self.source.digest if self.source is not None else ""
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (see :meth:`from_dict`)."""
         data = asdict(self)

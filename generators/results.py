@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -53,10 +54,15 @@ def render_job(
 
 
 def write_result(folder: Path, job_id: str, name: str, data: bytes) -> Path:
-    """Write ``data`` as ``folder/job_id/name`` atomically (a reader never sees half a file)."""
-    target = folder / job_id / name
+    """Write ``data`` as ``folder/job_id/name`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(folder / job_id / name, data)
+
+
+def write_atomic(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` so that a reader never sees half a file, even with two writers of
+    the same file at once (each writes its own temporary file, and the last rename wins)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(target.suffix + ".part")
-    partial.write_bytes(data)
-    partial.replace(target)
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as partial:
+        partial.write(data)
+    Path(partial.name).replace(target)
     return target

@@ -12,7 +12,6 @@ Retention deletes pictures as old as the results (``remove_older_than``).
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import re
 import time
@@ -25,8 +24,9 @@ from generators import intake
 from generators.config import LimitsConfig
 from generators.errors import BadRequest
 from generators.intake import IntakeLimits
-from generators.render import grid_shape
+from generators.render import grid_shape, png_bytes
 from generators.requests import GenerationResult, Job, Kind, Source
+from generators.results import write_atomic
 
 #: Stored pictures are PNGs named by a SHA-256 in hex.
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -46,12 +46,7 @@ def source_path(folder: Path, digest: str) -> Path:
 
 def write_source(folder: Path, digest: str, data: bytes) -> Path:
     """Write a stored picture's PNG bytes atomically (a worker never reads half a file)."""
-    target = source_path(folder, digest)
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.part")
-    partial.write_bytes(data)
-    partial.replace(target)
-    return target
+    return write_atomic(source_path(folder, digest), data)
 
 
 def open_source(folder: Path, digest: str, width: int, height: int) -> Image.Image | None:
@@ -140,7 +135,7 @@ class SourceStore:
     def _normalised(self, data: bytes) -> tuple[bytes, tuple[int, int]]:
         picture = intake.decode(data, limits=self.limits)
         picture.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
-        return _png(picture), picture.size  # the same Source whenever the same bytes come again
+        return png_bytes(picture), picture.size  # the same Source whenever the same bytes come again
 
 
 def _size_of(path: Path) -> tuple[int, int]:
@@ -164,13 +159,7 @@ def _tile_png(grid_path: Path, count: int, index: int) -> tuple[bytes, tuple[int
             (row + 1) * height // rows,
         )
         tile = grid.convert("RGB").crop(box)
-    return _png(tile), tile.size
-
-
-def _png(picture: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
+    return png_bytes(tile), tile.size
 
 
 def prune(folder: Path, cutoff: float) -> int:

@@ -27,9 +27,10 @@ from generators.config import LimitsConfig, RenderConfig, WorkerConfig
 from generators.errors import ModelLoadError
 from generators.grammar import format_request, size_for
 from generators.models import ModelInfo
-from generators.pipelines.backend import Backend, png_bytes
+from generators.pipelines.backend import Backend
 from generators.pool import MEASURED_CAP, ModelPool
 from generators.queue import JobQueue, WaitingLine
+from generators.render import png_bytes
 from generators.requests import (
     BatchSpec,
     Cancelled,
@@ -103,11 +104,6 @@ class _Failure:
 _Outcome = list[Image.Image] | _Failure | None  # None: cancelled
 #: Reports a finished step to the jobs still wanted: (job id → its first slot in the call, step, latents).
 _Report = Callable[[dict[str, int], int, torch.Tensor], None]
-
-
-def _digest(job: Job) -> str:
-    """The digest of a remixed job's picture ("" for a job drawn from noise)."""
-    return job.request.source.digest if job.request.source is not None else ""
 
 
 class StepRates:
@@ -238,9 +234,8 @@ class GenerationWorker:
         spec = BatchSpec(width=width, height=height, steps=info.steps_for(request), strength=strength)
         seed = request.seed or 0
         count = 1 if request.kind is Kind.VIDEO else request.n
-        source = request.source.digest if request.source is not None else ""
         slots = tuple(
-            Slot(request.prompt, request.negative, (seed + i) % 2**32, source) for i in range(count)
+            Slot(request.prompt, request.negative, (seed + i) % 2**32, request.picture) for i in range(count)
         )
         return Plan(spec, slots)
 
@@ -329,7 +324,7 @@ class GenerationWorker:
         pictures: dict[str, Image.Image] = {}
         if spec.strength is not None:
             pictures = await asyncio.to_thread(self._pictures, jobs, spec)
-            for job in [job for job in jobs if _digest(job) not in pictures]:
+            for job in [job for job in jobs if job.request.picture not in pictures]:
                 self._release(job.id, Failed(SOURCE_GONE_REASON))
                 jobs.remove(job)
             if not jobs:
@@ -367,7 +362,7 @@ class GenerationWorker:
     def _pictures(self, jobs: Sequence[Job], spec: BatchSpec) -> dict[str, Image.Image]:
         """The remixed jobs' pictures at the call's size, by digest (a missing one is left out)."""
         pictures = {}
-        for digest in {_digest(job) for job in jobs}:
+        for digest in {job.request.picture for job in jobs}:
             picture = open_source(self.sources, digest, spec.width, spec.height)
             if picture is not None:
                 pictures[digest] = picture

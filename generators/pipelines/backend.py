@@ -6,7 +6,6 @@ backend from its single inference thread only.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -163,10 +162,3 @@ class DiffusersBackend:
             decoded = self.tiny_vae.decode(latent[None].to(self.tiny_vae.dtype)).sample
         array = ((decoded[0].float().cpu().permute(1, 2, 0) + 1) / 2).numpy()
         return to_images(array)[0]
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """Fast PNG bytes (previews are small and short-lived)."""
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()

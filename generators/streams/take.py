@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -31,6 +32,7 @@ from generators.queue import BatchKey, JobSize, Ready, overtakes, pick
 from generators.requests import Cancelled, Failed, Job
 from generators.sources import prune, source_path, write_source
 from generators.streams.codec import Fields, encode
+from generators.streams.files import file_io
 from generators.streams.keys import GROUP, Keys
 from generators.streams.scripts import Scripts
 from generators.tasks import stop_tasks
@@ -193,8 +195,7 @@ class RedisQueue:
         """
         if self.sources is None:
             return
-        digests = {job.request.source.digest for job in jobs if job.request.source is not None}
-        for digest in digests:
+        for digest in {job.request.picture for job in jobs} - {""}:
             path = source_path(self.sources, digest)
             if path.is_file():
                 continue
@@ -204,7 +205,7 @@ class RedisQueue:
                 log.warning("redis: %s; the picture %s… stays missing", error, digest[:12])
                 continue
             if data is not None:
-                await asyncio.to_thread(write_source, self.sources, digest, data)
+                await file_io(len(data), functools.partial(write_source, self.sources, digest, data))
         if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:  # this disk is a spool: keep it small
             self._pruned_at = time.monotonic()
             await asyncio.to_thread(prune, self.sources, time.time() - PRUNE_EVERY_S)
