@@ -20,6 +20,7 @@ from bot.store import ENDED, InvalidTransition, JobRecord, JobStatus, Store, rem
 from generators.config import LimitsConfig
 from generators.errors import BadRequest, Forbidden, NotFound, UserError
 from generators.grammar import format_request, parse
+from generators.health import Health
 from generators.logs import job_context
 from generators.models import Catalog
 from generators.requests import (
@@ -88,8 +89,11 @@ class JobService:
         budget_bytes: int,
         *,
         sources: SourceStore,
+        health: Health | None = None,
     ) -> None:
         self.store = store
+        #: What keeps the bot from serving now (``/healthz``); every part reports into this one.
+        self.health = health or Health()
         self.runner = runner
         self.sources = sources
         self.limits = limits

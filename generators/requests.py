@@ -135,6 +135,14 @@ class GenerationResult:
     width: int
     height: int
     elapsed_s: float
+    #: Images (grid tiles; 0 for a clip) the image classifier found explicit, and the labels it saw.
+    nsfw: tuple[int, ...] = ()
+    nsfw_labels: tuple[str, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the classifier flagged any image of this result: it is age-restricted from then on."""
+        return bool(self.nsfw)
 
     @property
     def primary(self) -> MediaFile:
@@ -150,6 +158,8 @@ class GenerationResult:
             "width": self.width,
             "height": self.height,
             "elapsed_s": self.elapsed_s,
+            "nsfw": list(self.nsfw),
+            "nsfw_labels": list(self.nsfw_labels),
         }
 
     @classmethod
@@ -162,6 +172,8 @@ class GenerationResult:
             width=int(data["width"]),
             height=int(data["height"]),
             elapsed_s=float(data["elapsed_s"]),
+            nsfw=tuple(int(i) for i in data.get("nsfw", ())),
+            nsfw_labels=tuple(str(label) for label in data.get("nsfw_labels", ())),
         )
 
 
