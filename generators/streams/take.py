@@ -162,7 +162,7 @@ class RedisQueue:
         if self._listener is not None:
             await stop_tasks([self._listener])
         if self._pubsub is not None:
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            await self._pubsub.aclose()
 
     def on_cancel(self, callback: Callable[[str], object]) -> None:
         """Call ``callback(job_id)`` when cancelling a job this worker runs is asked for."""
