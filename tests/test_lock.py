@@ -74,7 +74,7 @@ def test_every_requirement_is_pinned_within_its_bounds(name: str) -> None:
         if key in left_out:
             assert key not in pinned, f"{name} must leave {key} to the host"
             continue
-        assert key in pinned, f"{requirement} is in pyproject.toml but not in {name}: bash requirements/lock.sh"
+        assert key in pinned, f"{requirement} is in pyproject.toml, not in {name}: bash requirements/lock.sh"
         version = Version(pinned[key])
         assert requirement.specifier.contains(version, prereleases=True), (
             f"{name} pins {key}=={version}, outside pyproject.toml's {requirement.specifier}: re-lock"
@@ -104,4 +104,3 @@ def test_the_readme_and_ci_install_from_the_locks() -> None:
     assert "--require-hashes -r requirements/test.lock" in test_command
     assert test_command in readme, "the README's test command is the one CI runs"
     assert "--require-hashes -r requirements/cpu.lock" in readme
-
