@@ -6,8 +6,10 @@ gigabytes: a 481 KiB PNG can declare 13000×13000 pixels. So:
 
 - only the platforms' own media hosts are fetched, over HTTPS, never an arbitrary URL;
 - a download has a time limit and a byte cap enforced while streaming (reading stops past it);
-- the header is read first and the pixel count checked before anything is decoded; Pillow's own
-  decompression-bomb guard stays on as a second line;
+- a URL that cannot even be parsed is simply not allowed (a post's link is anybody's text);
+- decoding is :mod:`generators.decode`'s: PNG, JPEG, GIF and WebP only, their pieces counted first,
+  the header's pixel count checked, then decoded in a child process under CPU, memory and time limits;
+  Pillow's own decompression-bomb guard stays on as a second line;
 - animations give their first frame, EXIF orientation is applied, the result is RGB;
 - :func:`fit` resizes to the model's size keeping the aspect ratio and centre-crops the rest.
 
@@ -18,19 +20,39 @@ member; nothing here logs at ERROR.
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from generators.config import LimitsConfig
-from generators.errors import BadRequest
+from generators.decode import (
+    MIB,
+    BadImage,
+    IntakeLimits,
+    decode,
+    decode_header_refusal,
+    decode_isolated,
+    too_big,
+)
 
-MIB = 1024 * 1024
+__all__ = [
+    "MEDIA_HOSTS",
+    "MIB",
+    "BadImage",
+    "Fetcher",
+    "IntakeLimits",
+    "allowed",
+    "decode",
+    "decode_header_refusal",
+    "decode_isolated",
+    "digest",
+    "download",
+    "fetch_capped",
+    "fit",
+]
+
 #: Where each platform serves its members' pictures; nothing else is ever fetched.
 MEDIA_HOSTS: dict[str, tuple[str, ...]] = {
     "discord": ("cdn.discordapp.com", "media.discordapp.net"),
@@ -39,34 +61,18 @@ MEDIA_HOSTS: dict[str, tuple[str, ...]] = {
 _CHUNK = 64 * 1024
 
 
-class BadImage(BadRequest):
-    """A picture the bot will not take, with the reason for the member."""
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeLimits:
-    """How big a picture may be, on the wire and in pixels, and how long a download may take."""
-
-    max_bytes: int = 8 * MIB
-    max_pixels: int = 4096 * 4096
-    timeout_s: float = 15.0
-
-    @classmethod
-    def of(cls, limits: LimitsConfig) -> IntakeLimits:
-        """The configured caps (``limits.max_image_bytes``, ``limits.max_image_pixels``)."""
-        return cls(max_bytes=limits.max_image_bytes, max_pixels=limits.max_image_pixels)
-
-
 def allowed(url: str, hosts: Collection[str], schemes: Collection[str] = ("https",)) -> bool:
     """Whether ``url`` is an HTTPS address on one of ``hosts`` (no user info, no odd port).
 
     ``schemes`` widens the scheme check (plain HTTP to a test server on the loopback); any port is then
     taken too, as a test server's is never 443.
     """
-    parts = urlsplit(url)
+    if not url.isascii():  # the platforms' own addresses are ASCII; look-alike characters are not
+        return False
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:  # a port that is not a number
+    except ValueError:  # a broken IPv6 address, a port that is not a number: not an address we take
         return False
     return (
         parts.scheme in schemes
@@ -125,48 +131,13 @@ async def fetch_capped(session: aiohttp.ClientSession, url: str, limits: IntakeL
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
     if response.content_length is not None and response.content_length > cap:
-        raise BadImage(_too_big(cap))
+        raise BadImage(too_big(cap))
     buffer = bytearray()
     async for chunk in response.content.iter_chunked(_CHUNK):
         buffer += chunk
         if len(buffer) > cap:
-            raise BadImage(_too_big(cap))  # leaving the block closes the connection: no more is read
+            raise BadImage(too_big(cap))  # leaving the block closes the connection: no more is read
     return bytes(buffer)
-
-
-def _too_big(cap: int) -> str:
-    return f"the image is over {cap / MIB:g} MiB; send a smaller one"
-
-
-def decode(data: bytes, *, limits: IntakeLimits) -> Image.Image:
-    """An RGB image from ``data``: header checked first, first frame, EXIF orientation applied."""
-    if len(data) > limits.max_bytes:
-        raise BadImage(_too_big(limits.max_bytes))
-    side = int(limits.max_pixels**0.5)
-    try:
-        with warnings.catch_warnings():
-            # Our own cap below is checked on the header with the sizes in the message; Pillow's
-            # guard still raises DecompressionBombError past twice its limit.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))  # reads the header only
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                decode_header_refusal(width, height, limits.max_pixels)
-            image.seek(0)  # an animation's first frame
-            image.load()
-    except Image.DecompressionBombError as error:
-        raise BadImage(f"the image has too many pixels; the limit is {side}×{side}") from error
-    except UnidentifiedImageError as error:
-        raise BadImage("that file is not an image this bot can read (PNG, JPEG, GIF or WebP)") from error
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise BadImage("that image is damaged or cut short; try another one") from error
-    return ImageOps.exif_transpose(image).convert("RGB")
-
-
-def decode_header_refusal(width: int, height: int, max_pixels: int) -> None:
-    """Raise the pixel-count refusal for a picture whose size is known without its bytes."""
-    side = int(max_pixels**0.5)
-    raise BadImage(f"the image is {width}×{height} pixels; the limit is {side}×{side}")
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
