@@ -41,7 +41,7 @@ from typing import Literal
 import av
 import numpy as np
 import numpy.typing as npt
-from PIL import ExifTags, Image, ImageDraw, ImageFont
+from PIL import ExifTags, Image, ImageDraw, ImageFilter, ImageFont
 
 FONT_NAME = "DejaVuSansCondensed-Bold.ttf"
 BACKGROUND = (24, 24, 24)
@@ -113,6 +113,43 @@ def _draw_badges(grid: Image.Image, origins: Sequence[tuple[int, int]], side: in
         draw.rounded_rectangle(box, radius=2 * pad, fill=(0, 0, 0, 230))
         draw.text((x + 3 * pad, y + 3 * pad), str(number), font=font, fill="white")
     grid.paste(overlay, mask=overlay)
+
+
+def hide_tiles(grid: Image.Image, count: int, hidden: Sequence[int], *, label: str) -> Image.Image:
+    """A copy of a grid of ``count`` images (as :func:`make_grid` lays them out, at any scale) with the
+    tiles ``hidden`` (0-based) blurred past recognition and ``label`` written across each."""
+    cols, rows = grid_shape(count)
+    result = grid.convert("RGB")  # a copy, whatever the mode
+    tile_w, tile_h = grid.width / cols, grid.height / rows
+    for index in sorted(set(hidden)):
+        if not 0 <= index < count:
+            raise ValueError(f"tile {index} is not in a grid of {count}")
+        col, row = index % cols, index // cols
+        box = (round(col * tile_w), round(row * tile_h), round((col + 1) * tile_w), round((row + 1) * tile_h))
+        tile = result.crop(box)
+        # 8×8 keeps only the tile's colours; the blur then hides the blocks' edges too.
+        blurred = tile.resize((8, 8), Image.Resampling.BOX).resize(tile.size, Image.Resampling.BILINEAR)
+        result.paste(blurred.filter(ImageFilter.GaussianBlur(max(1, min(tile.size) // 16))), box[:2])
+        _draw_label(result, box, label)
+    return result
+
+
+def _draw_label(image: Image.Image, box: tuple[int, int, int, int], label: str) -> None:
+    """``label`` centred in ``box``: white on a dark box, as large as fits a third of the tile's width."""
+    left, top, right, bottom = box
+    side = min(right - left, bottom - top)
+    draw = ImageDraw.Draw(image)
+    data = _font_bytes()
+    font = _font(data, max(_MIN_FONT, side // 8))
+    while font.size > _MIN_FONT and draw.textlength(label, font=font) > 0.9 * (right - left):
+        font = _font(data, int(font.size) - 1)
+    centre = ((left + right) / 2, (top + bottom) / 2)
+    text_box = draw.textbbox(centre, label, font=font, anchor="mm")
+    pad = max(2, side // 40)
+    draw.rectangle(
+        (text_box[0] - pad, text_box[1] - pad, text_box[2] + pad, text_box[3] + pad), fill=BACKGROUND
+    )
+    draw.text(centre, label, font=font, fill="white", anchor="mm")
 
 
 # Captions

@@ -306,3 +306,36 @@ def test_files_without_metadata_read_as_empty() -> None:
     buf = io.BytesIO()
     gray(16).save(buf, "JPEG")
     assert render.read_metadata(buf.getvalue()) == {}
+
+
+def tiles_of(grid: Image.Image, cols: int, rows: int) -> list[np.ndarray]:
+    w, h = grid.width // cols, grid.height // rows
+    boxes = [(c * w, r * h, (c + 1) * w, (r + 1) * h) for r in range(rows) for c in range(cols)]
+    return [np.asarray(grid.crop(box), dtype=np.int16) for box in boxes]
+
+
+@pytest.mark.parametrize(("n", "hidden", "scale"), [(9, (0, 4, 8), 1.0), (4, (1,), 1.0), (5, (4,), 0.5)])
+def test_hidden_tiles_are_blurred_and_labelled_and_the_others_stay(
+    n: int, hidden: tuple[int, ...], scale: float
+) -> None:
+    grid = render.make_grid([noise(64, 64, seed=i) for i in range(n)])
+    if scale != 1.0:  # a grid that fell back to a smaller JPEG keeps its layout
+        grid = grid.resize((int(grid.width * scale), int(grid.height * scale)))
+    shown = render.hide_tiles(grid, n, hidden, label="flagged")
+    assert shown.size == grid.size and shown is not grid
+    cols, rows = render.grid_shape(n)
+    before, after = tiles_of(grid, cols, rows), tiles_of(shown, cols, rows)
+    for index in range(n):
+        if index in hidden:
+            changed = np.abs(after[index] - before[index]).mean()
+            assert changed > 40  # noise is gone: only a blur of its mean colour and the label remain
+            assert after[index].std(axis=(0, 1)).max() < before[index].std(axis=(0, 1)).max() / 1.5
+            assert (after[index] > 240).all(axis=2).any()  # the label's white letters
+        else:
+            assert np.array_equal(after[index], before[index])
+
+
+def test_hiding_a_tile_outside_the_grid_is_an_error() -> None:
+    grid = render.make_grid([noise(32, 32)] * 4)
+    with pytest.raises(ValueError, match="tile 4 is not in a grid of 4"):
+        render.hide_tiles(grid, 4, (4,), label="x")
