@@ -42,6 +42,10 @@ class ConfigError(Exception):
     """The config file cannot be used; the message names the key and what was expected."""
 
 
+class LoginRefused(Exception):
+    """A platform refused the credentials at start (a wrong token): no retry can help; one line says so."""
+
+
 class StoreConfig(Section):
     """Where jobs are recorded."""
 
@@ -74,25 +78,61 @@ REDIS_URL_FORM = (
     "expected redis://[user:password@]host[:port][/db] (or rediss://, unix://); percent-encode "
     "# / ? @ : % in the password (# as %23, / as %2F, ? as %3F, @ as %40, : as %3A, % as %25)"
 )
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def check_redis_url(url: str) -> None:
-    """Raise ValueError (which never quotes ``url``) unless it parses the way Redis clients read it."""
+    """Raise ValueError naming the wrong part (scheme, port, database) unless Redis clients can read it.
+
+    The message never quotes ``url`` or a part that may hold a piece of the password.
+    """
+    problem = redis_url_problem(url)
+    if problem:
+        raise ValueError(problem)
+
+
+def redis_url_problem(url: str) -> str:
+    """What is wrong with a Redis URL, in one line ("" when nothing is)."""
     parts = urlsplit(url)
-    try:
-        port = parts.port  # raises when a password's ":" or "/" left part of it where the port goes
-    except ValueError:
-        port = -1
-    if parts.scheme not in ("redis", "rediss", "unix") or "#" in url or port == -1:
-        raise ValueError(REDIS_URL_FORM)
+    if parts.scheme not in REDIS_SCHEMES:
+        scheme = f"{parts.scheme}://" if parts.scheme.isalnum() else "the scheme"
+        return (
+            f"{scheme} is not a Redis URL: use redis://host:6379/0 (rediss:// for TLS, unix:// for a socket)"
+        )
+    if "#" in url:
+        return REDIS_URL_FORM
+    port = _port_text(parts.netloc)
+    if port and not port.isdigit():  # a password's ":" or "/" left part of it where the port goes
+        return REDIS_URL_FORM
+    if port and not 0 < int(port) <= 65535:
+        return f"port {port} is out of range: a port is a number from 1 to 65535"
+    if parts.scheme == "unix":
+        return ""
+    if "@" in parts.path or "@" in parts.query:  # a password's "/" or "?" ended the host early
+        return REDIS_URL_FORM
     database = parts.path.removeprefix("/")
-    if parts.scheme != "unix" and (not parts.hostname or not (database == "" or database.isdigit())):
-        raise ValueError(REDIS_URL_FORM)
+    if not parts.hostname:
+        return f"no host: {REDIS_URL_FORM}"
+    if database and not database.isdigit():
+        return "the database (after the host's /) must be a number, e.g. /0"
+    return ""
+
+
+def _port_text(netloc: str) -> str:
+    """The text after the host's ":" ("" when there is none); never part of a well-formed password."""
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):  # an IPv6 literal
+        host = host.partition("]")[2]
+    return host.partition(":")[2] if ":" in host else ""
 
 
 def redis_password(url: str) -> str | None:
     """The password in a Redis URL as written (still percent-encoded), if it has one."""
     return urlsplit(url).password
+
+
+#: Hosts a link can only be opened from on the bot's own machine.
+_THIS_MACHINE = ("127.0.0.1", "localhost", "::1", "0.0.0.0")  # noqa: S104 - compared, never bound
 
 
 class WebConfig(Section):
@@ -101,11 +141,27 @@ class WebConfig(Section):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    public_url: str = Field("http://127.0.0.1:8080", description="Base of the links the bot posts.")
+    public_url: str = Field(
+        "", description="Base of the links the bot posts; empty: http://127.0.0.1:<port> (this machine only)."
+    )
     idle_timeout_s: float = Field(
         15.0, gt=0, description="An idle keep-alive connection, or one still sending its headers, is closed."
     )
     body_timeout_s: float = Field(10.0, ge=0, description="Longest wait for a request body the server skips.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _links_follow_the_port(cls, data: Any) -> Any:
+        """Unset, the links point at this server's own port (``web.port: 18081`` links to 18081)."""
+        if isinstance(data, dict) and not data.get("public_url"):
+            port = data.get("port", 8080)
+            return {**data, "public_url": f"http://127.0.0.1:{port or 8080}"}
+        return data
+
+    @property
+    def local_links(self) -> bool:
+        """Whether the links only work on this machine (``public_url`` unset or on the loopback)."""
+        return urlsplit(self.public_url).hostname in _THIS_MACHINE
 
 
 class RedditConfig(Section):
@@ -136,6 +192,11 @@ class DiscordConfig(Section):
     """The Discord bot: /imagine and friends, buttons, meme channels, hall of fame."""
 
     enabled: bool = False
+    keep_running_on_login_error: bool = Field(
+        False,
+        description="A refused token stops `memebot run` (exit 1) unless true: then the other platforms"
+        " keep serving and /healthz answers 503 with the reason.",
+    )
     api_base_url: str = "https://discord.com/api/v10"
     gateway_url: str = "wss://gateway.discord.gg"
     sync_guilds: tuple[int, ...] = Field((), description="Sync commands to these guilds only (instant).")
@@ -214,12 +275,19 @@ class Settings(Section):
         models = ModelsConfig.single(self.model, kind_of(self.model))
         return self.model_copy(update={"models": models, "model": None})
 
+    @staticmethod
+    def source(path: Path | None = None) -> Path | None:
+        """The file :meth:`load` reads for ``path``: it, else ``./config.yaml`` if there is one, else none."""
+        if path is None and not DEFAULT_PATH.exists():
+            return None
+        return path or DEFAULT_PATH
+
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
         """Read ``path`` (default ``./config.yaml``; built-in defaults when that is absent)."""
-        if path is None and not DEFAULT_PATH.exists():
+        file = cls.source(path)
+        if file is None:
             return cls()
-        file = path or DEFAULT_PATH
         try:
             text = file.read_text(encoding="utf-8")
         except OSError as error:
