@@ -6,7 +6,8 @@
 #   docker build --target cuda -t memebot:cuda .    GPU workers and single-box GPU bots
 #                                                    (needs the NVIDIA container toolkit on the host)
 # All run as the non-root user memebot; /app/data holds the job store and results, /models (cpu and cuda)
-# the downloaded weights (mount both as volumes so they outlive the container).
+# the weights (mount both as volumes so they outlive the container): a model downloaded for offline use
+# goes in /models/<name> (its entry says path: /models/<name>), the Hugging Face cache in /models/hub.
 
 FROM python:3.11-slim AS bot
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -38,9 +39,11 @@ VOLUME ["/app/data", "/models"]
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS cuda
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HOME=/models VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 # Ubuntu's python3 moves with the pinned base image; pinning its Debian revision would break the build.
+# torch.compile needs a C compiler and Python's headers: Triton builds its GPU launcher with them on first
+# use, and without them every compiled model would fall back to eager (or fail) on a member's first job.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc g++ libc6-dev \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1001 memebot \
     && python3 -m venv /opt/venv

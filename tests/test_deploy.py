@@ -80,6 +80,11 @@ def test_compose_runs_a_bot_redis_and_a_gpu_worker_on_one_config() -> None:
     assert worker["build"]["target"] == "cuda" and worker["command"] == ["worker"]
     (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and "deploy" not in bot
+    # One way to add a GPU, the README's: a copy of the service with the next device id. --scale would
+    # give every copy the same GPU.
+    assert device["device_ids"] == ["0"] and "count" not in device
+    header = (ROOT / "docker-compose.yml").read_text().split("services:")[0]
+    assert "--scale" not in header.replace("--scale would", "") and 'device_ids: ["1"]' in header
     for service in (bot, worker):
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         mounted = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
@@ -96,3 +101,26 @@ def test_the_compose_config_is_valid_and_points_at_the_compose_services() -> Non
     assert bot["ports"] == [f"127.0.0.1:{settings.web.port}:{settings.web.port}"]
     assert settings.web.enabled and settings.web.host == "0.0.0.0"  # inside the container
     assert f"127.0.0.1:{settings.web.port}/healthz" in " ".join(bot["healthcheck"]["test"])
+
+
+def test_offline_weights_live_in_the_models_volume_everywhere() -> None:
+    """The images, compose and deploy/config.yaml agree: a model's folder is /models/<name>."""
+    worker = compose()["services"]["worker"]
+    volume = next(v.split(":")[0] for v in worker["volumes"] if v.split(":")[1] == "/models")
+    assert volume in compose()["volumes"]  # a named volume, not a path inside the image
+    for name in ("cpu", "cuda"):
+        assert 'VOLUME ["/app/data", "/models"]' in stages()[name]
+    entries = Settings.load(ROOT / "deploy" / "config.yaml").models.entries
+    assert entries, "deploy/config.yaml serves no model"
+    for name, entry in entries.items():
+        # Offline, from its folder in the volume: a worker never needs the hub once it is downloaded.
+        assert entry.offline and entry.path == Path("/models") / name, name
+    header = (ROOT / "docker-compose.yml").read_text().split("services:")[0]
+    for name, entry in entries.items():  # the header says how to fill that folder
+        assert f"--local-dir {entry.path}" in header, name
+
+
+def test_the_cuda_image_can_compile() -> None:
+    """torch.compile's Triton launcher is built with a C compiler against Python's headers."""
+    installs = " ".join(line for line in stages()["cuda"].splitlines() if "apt-get install" in line)
+    assert {"gcc", "python3-dev"} <= set(installs.split())
