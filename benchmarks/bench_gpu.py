@@ -6,18 +6,27 @@ batch size it measures images/s at 512 px, 1 step, full VAE:
 
 - bare: the diffusers call alone (the baseline; the best bare row of a dtype is 1.00);
 - bare with one switch on: channels-last, fused QKV projections, the tiny VAE decode, and on CUDA
-  ``torch.compile`` in its modes (``reduce-overhead`` is the one that captures CUDA graphs);
+  ``torch.compile`` in its modes (``reduce-overhead`` and ``max-autotune`` both capture CUDA graphs);
 - memebot: the same batches as jobs through the queue, the worker, rendering and result files, with
-  the switches off and with every switch that beat the bare call at that batch;
+  the switches off and with every switch that beat the bare call at that batch (of the compile modes,
+  only the fastest: a compiled UNet is not compiled again). Jobs are sized so that whole jobs fill
+  calls of exactly the row's batch (16 = two jobs of 8), and the row says so if a call was smaller;
 - encode: grids rendered per second on one CPU thread, beside generation, to show whether encoding
   keeps up (the worker encodes on its own thread while the next batch denoises): its ratio is how many
   times faster than the best bare call encoding is, and below 1 it would be the bottleneck.
 
+Every row starts from the pipeline as loaded: a switch is undone after its row (the original UNet and
+VAE put back). Each compile row starts with ``torch._dynamo.reset()``: all compiled models share
+dynamo's recompile budget (``recompile_limit``, 8 per function), and once it is spent a function runs
+uncompiled without an error, so a row that hit it says "hit the recompile limit".
+
 It also prints the time from start (building or loading, moving to the device, compiling, warming up)
 to the first image. ``--quick`` runs a narrowed pipeline at 64 px on the CPU in float32 within a
-minute, so the test suite can smoke-test this script on any machine.
+minute, so the test suite can smoke-test this script on any machine; ``--compile --compile-backend
+eager`` adds the compile rows there (dynamo alone, no C compiler needed).
 
     python benchmarks/bench_gpu.py [--quick] [--model-path DIR] [--json benchmarks/results/gpu.json]
+    python benchmarks/bench_gpu.py --batches 1,8 --compile-modes reduce-overhead   # what gpu_check.sh runs
 """
 
 from __future__ import annotations
@@ -25,11 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,24 +50,34 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generators.config import LimitsConfig, RenderConfig, WorkerConfig
+from generators.pipelines.backend import DiffusersBackend, StepCallback
+from generators.pipelines.device import native_bf16
 from generators.pipelines.random_turbo import backend_for, build_pipeline, tiny_vae
 from generators.pool import ModelPool
 from generators.queue import InProcessQueue
-from generators.requests import TERMINAL, BatchSpec, Finished, GenerationRequest, Job
+from generators.requests import TERMINAL, BatchSpec, Finished, GenerationRequest, Job, Slot
 from generators.results import render_job
 from generators.worker import GenerationWorker
 
 GOAL_IMAGES_PER_S = 100.0
 GOAL_RATIO = 0.9
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+#: The most images one job may ask for (``--n``).
+MAX_N = LimitsConfig().max_n
+#: How dynamo says a function ran out of recompiles and will run uncompiled from now on.
+LIMIT_HIT = "torch._dynamo hit config."
+
+#: Undoes a switch.
+Undo = Callable[[], object]
 
 
 @dataclass(frozen=True)
 class Switch:
-    """A speed-up that can be turned on and off again on a loaded pipeline."""
+    """A speed-up that can be turned on a loaded pipeline; turning it on returns how to turn it off."""
 
     name: str
-    on: Callable[[Any], object]
-    off: Callable[[Any], object]
+    apply: Callable[[Any], Undo]
+    compiles: bool = False
 
 
 def _memory_format(pipe: Any, fmt: torch.memory_format) -> None:
@@ -64,35 +85,94 @@ def _memory_format(pipe: Any, fmt: torch.memory_format) -> None:
     pipe.vae.to(memory_format=fmt)
 
 
-def _swap_vae(pipe: Any, vae: Any) -> None:
-    pipe._memebot_vae, pipe.vae = pipe.vae, vae
+def _channels_last(pipe: Any) -> Undo:
+    _memory_format(pipe, torch.channels_last)
+    return lambda: _memory_format(pipe, torch.contiguous_format)
 
 
-def _compile(mode: str) -> Switch:
-    def on(pipe: Any) -> None:
-        pipe._memebot_unet, pipe.unet = pipe.unet, torch.compile(pipe.unet, mode=mode)
-
-    def off(pipe: Any) -> None:
-        pipe.unet = pipe._memebot_unet
-
-    return Switch(f"compile {mode}", on, off)
+def _fused_qkv(pipe: Any) -> Undo:
+    pipe.fuse_qkv_projections()
+    return pipe.unfuse_qkv_projections  # type: ignore[no-any-return]
 
 
-def switches(device: torch.device, dtype: torch.dtype, compile_on_cpu: bool) -> list[Switch]:
+def _tiny_vae(small: Any) -> Callable[[Any], Undo]:
+    def apply(pipe: Any) -> Undo:
+        original, pipe.vae = pipe.vae, small
+        return lambda: setattr(pipe, "vae", original)
+
+    return apply
+
+
+def compile_switch(mode: str, backend: str = "inductor") -> Switch:
+    """``torch.compile`` of the UNet in ``mode``; ``backend`` eager: dynamo alone, no C compiler needed.
+
+    The compiled UNet is kept for the switch's life, so the memebot row of a batch reuses the bare
+    row's compilation instead of compiling again.
+    """
+    made: dict[int, Any] = {}
+
+    def apply(pipe: Any) -> Undo:
+        original = pipe.unet
+        if id(original) not in made:
+            options: dict[str, Any] = {"mode": mode} if backend == "inductor" else {"backend": backend}
+            made[id(original)] = torch.compile(original, **options)
+        pipe.unet = made[id(original)]
+        return lambda: setattr(pipe, "unet", original)
+
+    name = f"compile {mode}" if backend == "inductor" else f"compile ({backend} backend)"
+    return Switch(name, apply, compiles=True)
+
+
+def switches(device: torch.device, dtype: torch.dtype, plan: Plan) -> list[Switch]:
     """The switches this device can run."""
     small = tiny_vae().to(device=device, dtype=dtype)
     found = [
-        Switch(
-            "channels-last",
-            lambda p: _memory_format(p, torch.channels_last),
-            lambda p: _memory_format(p, torch.contiguous_format),
-        ),
-        Switch("fused QKV", lambda p: p.fuse_qkv_projections(), lambda p: p.unfuse_qkv_projections()),
-        Switch("tiny VAE decode", lambda p: _swap_vae(p, small), lambda p: _swap_vae(p, p._memebot_vae)),
+        Switch("channels-last", _channels_last),
+        Switch("fused QKV", _fused_qkv),
+        Switch("tiny VAE decode", _tiny_vae(small)),
     ]
-    if device.type == "cuda" or compile_on_cpu:
-        found += [_compile("default"), _compile("reduce-overhead"), _compile("max-autotune")]
+    if device.type == "cuda" or plan.compile_on_cpu:
+        modes = plan.compile_modes if plan.compile_backend == "inductor" else plan.compile_modes[:1]
+        found += [compile_switch(mode, plan.compile_backend) for mode in modes]
     return found
+
+
+@contextmanager
+def switched(pipe: Any, on: Sequence[Switch]) -> Iterator[None]:
+    """``on`` turned on for the block, then off in reverse, and the UNet and VAE as they were before."""
+    unet, vae = pipe.unet, pipe.vae
+    undos: list[Undo] = []
+    try:
+        for switch in on:
+            undos.append(switch.apply(pipe))
+        yield
+    finally:
+        for undo in reversed(undos):
+            undo()
+        pipe.unet, pipe.vae = unet, vae  # whatever a failing switch left half done
+
+
+class _LimitHits(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.hits: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(LIMIT_HIT):
+            self.hits.append(message.splitlines()[0])
+
+
+@contextmanager
+def recompile_limit_hits() -> Iterator[list[str]]:
+    """The recompile limits dynamo hits during the block: each one a function that now runs uncompiled."""
+    handler = _LimitHits()
+    logger = logging.getLogger("torch._dynamo")
+    logger.addHandler(handler)
+    try:
+        yield handler.hits
+    finally:
+        logger.removeHandler(handler)
 
 
 def _sync(device: torch.device) -> None:
@@ -121,22 +201,53 @@ def bare(pipe: Any, batch: int, size: int, runs: int) -> float:
     return batch / statistics.median(times[1:])
 
 
-async def full_path(pipe: Any, batch: int, size: int, runs: int, folder: Path) -> float:
-    """Images/s of the same batches as jobs: queue, worker, render, files (after one warm-up job)."""
-    per_job = min(batch, 9)
-    jobs_per_batch = -(-batch // per_job)
+class CountingBackend(DiffusersBackend):
+    """memebot's backend over the benchmark's pipeline, noting the images of every pipeline call."""
+
+    def __init__(self, pipe: Any, size: int) -> None:
+        super().__init__(pipe, backend_for(pipe, size=size).info)
+        self.calls: list[int] = []
+
+    def generate(
+        self, spec: BatchSpec, slots: Sequence[Slot], on_step: StepCallback, pictures: Sequence[Any] = ()
+    ) -> list[list[Any]]:
+        """The pipeline call, counted."""
+        self.calls.append(len(slots))
+        return super().generate(spec, slots, on_step, pictures)
+
+
+@dataclass(frozen=True)
+class PathRun:
+    """What memebot's path did: images/s, and the images in each timed pipeline call."""
+
+    images_per_s: float
+    calls: tuple[int, ...]
+
+
+def job_size(batch: int) -> int:
+    """Images per job so that whole jobs fill a call of exactly ``batch``: its largest divisor up to max n."""
+    return max(n for n in range(1, min(batch, MAX_N) + 1) if batch % n == 0)
+
+
+async def full_path(pipe: Any, batch: int, size: int, runs: int, folder: Path) -> PathRun:
+    """Images/s of the same batches as jobs: queue, worker, render, files (after one warm-up call)."""
+    per_job = job_size(batch)
+    jobs_per_call = batch // per_job
     config = WorkerConfig(results_dir=folder, max_batch=batch, per_user_queue=1000, global_queue=1000)
     queue = InProcessQueue(per_user=1000, total=1000)
-    pool = ModelPool.serving(backend_for(pipe, size=size))
+    backend = CountingBackend(pipe, size)
+    pool = ModelPool.serving(backend)
+    pool.measure_batches = False  # calls of max_batch, the bare call's size, not of a measured limit
     async with GenerationWorker(
         pool, queue, config=config, limits=LimitsConfig(), render=RenderConfig()
     ) as worker:
-        await _run_jobs(worker, [_job(f"warm{i}", per_job, i) for i in range(jobs_per_batch)])
-        jobs = [_job(f"j{i}", per_job, i) for i in range(runs * jobs_per_batch)]
+        await _run_jobs(worker, [_job(f"warm{i}", per_job, i) for i in range(jobs_per_call)])
+        backend.calls.clear()
+        jobs = [_job(f"j{i}", per_job, i) for i in range(runs * jobs_per_call)]
         start = time.perf_counter()
         await _run_jobs(worker, jobs)
         elapsed = time.perf_counter() - start
-    return per_job * len(jobs) / elapsed
+    return PathRun(per_job * len(jobs) / elapsed, tuple(backend.calls))
 
 
 def _job(job_id: str, n: int, seed: int) -> Job:
@@ -189,14 +300,26 @@ class Plan:
     quick: bool
     model_path: Path | None
     compile_on_cpu: bool
+    compile_modes: tuple[str, ...] = COMPILE_MODES
+    compile_backend: str = "inductor"
+    encode: bool = True
+
+
+def cuda_dtypes(device: torch.device) -> tuple[torch.dtype, ...]:
+    """float16, and bfloat16 where the card has bf16 tensor cores (elsewhere it is emulated, no contest)."""
+    return (torch.float16, torch.bfloat16) if native_bf16(device) else (torch.float16,)
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
     """Sizes and dtypes for this machine: the GPU goal's, or the quick CPU smoke run's."""
     cuda = torch.cuda.is_available() and not args.quick
+    device = torch.device("cuda" if cuda else "cpu")
+    dtypes = cuda_dtypes(device) if cuda else (torch.float32,)
+    if args.dtypes:
+        dtypes = tuple(getattr(torch, name) for name in args.dtypes.split(","))
     return Plan(
-        device=torch.device("cuda" if cuda else "cpu"),
-        dtypes=(torch.float16, torch.bfloat16) if cuda else (torch.float32,),
+        device=device,
+        dtypes=dtypes,
         batches=tuple(int(b) for b in args.batches.split(","))
         if args.batches
         else ((1, 4, 8, 16) if cuda else (1, 2)),
@@ -205,6 +328,9 @@ def plan_from(args: argparse.Namespace) -> Plan:
         quick=args.quick,
         model_path=args.model_path,
         compile_on_cpu=args.compile,
+        compile_modes=tuple(args.compile_modes.split(",")),
+        compile_backend=args.compile_backend,
+        encode=not args.no_encode,
     )
 
 
@@ -222,61 +348,86 @@ def load(plan: Plan, dtype: torch.dtype) -> Any:
 
 def measure_dtype(plan: Plan, dtype: torch.dtype, folder: Path) -> tuple[list[dict[str, Any]], float]:
     """Every row for one dtype, and seconds from start to the first image of memebot's path."""
+    torch._dynamo.reset()  # nothing compiled for the last dtype counts against this one's budget
     started = time.perf_counter()
     pipe = load(plan, dtype)
-    first_image = asyncio.run(full_path(pipe, 1, plan.size, 1, folder)) and time.perf_counter() - started
+    asyncio.run(full_path(pipe, 1, plan.size, 1, folder))
+    first_image = time.perf_counter() - started
     label = str(dtype).removeprefix("torch.")
     rows: list[dict[str, Any]] = []
     for batch in plan.batches:
-        plain = bare(pipe, batch, plan.size, plan.runs)
-        rows.append({"dtype": label, "batch": batch, "case": "bare", "images_per_s": plain})
-        winners = []
-        for switch in switches(plan.device, dtype, plan.compile_on_cpu):
-            speed = with_switch(pipe, switch, batch, plan)
-            case = f"bare + {switch.name}" + ("" if speed else " (failed: see the log above)")
-            rows.append({"dtype": label, "batch": batch, "case": case, "images_per_s": speed})
-            if speed > plain * 1.02:
-                winners.append(switch)
-        rows.append(_memebot_row(pipe, plan, batch, label, [], folder))
-        if winners:
-            rows.append(_memebot_row(pipe, plan, batch, label, winners, folder))
-    encode = encode_rate(pipe, plan.size, folder, plan.runs)
-    rows.append(
-        {"dtype": label, "batch": 9, "case": "encode 3x3 grids (1 CPU thread)", "images_per_s": encode}
-    )
+        rows += measure_batch(pipe, plan, batch, label, folder)
+    if plan.encode:
+        encode = encode_rate(pipe, plan.size, folder, plan.runs)
+        rows.append(row(label, 9, "encode 3x3 grids (1 CPU thread)", encode))
     return rows, first_image
 
 
-def with_switch(pipe: Any, switch: Switch, batch: int, plan: Plan) -> float:
-    """Images/s of the bare call with ``switch`` on; 0 when the switch fails on this machine.
+def measure_batch(pipe: Any, plan: Plan, batch: int, label: str, folder: Path) -> list[dict[str, Any]]:
+    """The bare call, with each switch, and memebot's path without and with the winners, at ``batch``."""
+    plain = bare(pipe, batch, plan.size, plan.runs)
+    rows = [row(label, batch, "bare", plain)]
+    speeds: list[tuple[Switch, float]] = []
+    for switch in switches(plan.device, pipe.unet.dtype, plan):
+        speed, hits = with_switch(pipe, switch, batch, plan)
+        case = f"bare + {switch.name}" + ("" if speed else " (failed: see the log above)")
+        rows.append(row(label, batch, case, speed, hits))
+        speeds.append((switch, speed))
+    rows.append(memebot_row(pipe, plan, batch, label, [], folder))
+    winners = pick_winners(speeds, plain)
+    if winners:
+        rows.append(memebot_row(pipe, plan, batch, label, winners, folder))
+    return rows
+
+
+def pick_winners(speeds: Sequence[tuple[Switch, float]], plain: float) -> list[Switch]:
+    """The switches that beat the bare call by 2%; of the compile modes only the fastest."""
+    won = [(switch, speed) for switch, speed in speeds if speed > plain * 1.02]
+    compiled = max((pair for pair in won if pair[0].compiles), key=lambda pair: pair[1], default=None)
+    return [switch for switch, _ in won if not switch.compiles or (compiled and switch is compiled[0])]
+
+
+def with_switch(pipe: Any, switch: Switch, batch: int, plan: Plan) -> tuple[float, list[str]]:
+    """Images/s of the bare call with ``switch`` on (0 when it fails here), and recompile limits hit.
 
     A switch that breaks here (a compiler missing, a mode this GPU lacks) is a finding, not a reason
     to lose the rest of the table.
     """
+    if switch.compiles:
+        torch._dynamo.reset()  # a fresh recompile budget, and no CUDA graphs of earlier rows
     try:
-        switch.on(pipe)
-        try:
-            return bare(pipe, batch, plan.size, plan.runs)
-        finally:
-            switch.off(pipe)
+        with recompile_limit_hits() as hits, switched(pipe, [switch]):
+            return bare(pipe, batch, plan.size, plan.runs), hits
     except Exception as error:
         print(f"{switch.name} failed at batch {batch}: {type(error).__name__}: {error}".splitlines()[0])
-        return 0.0
+        return 0.0, []
 
 
-def _memebot_row(
-    pipe: Any, plan: Plan, batch: int, label: str, on: list[Switch], folder: Path
+def memebot_row(
+    pipe: Any, plan: Plan, batch: int, label: str, on: Sequence[Switch], folder: Path
 ) -> dict[str, Any]:
-    for switch in on:
-        switch.on(pipe)
-    try:
-        speed = asyncio.run(full_path(pipe, batch, plan.size, plan.runs, folder))
-    finally:
-        for switch in reversed(on):
-            switch.off(pipe)
+    """memebot's path at ``batch`` with ``on`` switched on for the row only."""
+    with recompile_limit_hits() as hits, switched(pipe, on):
+        run = asyncio.run(full_path(pipe, batch, plan.size, plan.runs, folder))
     names = " + ".join(s.name for s in on)
     case = f"memebot + {names}" if on else "memebot"
-    return {"dtype": label, "batch": batch, "case": case, "images_per_s": speed}
+    sizes = sorted(set(run.calls))
+    if sizes != [batch]:
+        case += f" (calls of {', '.join(map(str, sizes))})"
+    return row(label, batch, case, run.images_per_s, hits) | {"images_per_call": sizes}
+
+
+def row(label: str, batch: int, case: str, speed: float, limit_hits: Sequence[str] = ()) -> dict[str, Any]:
+    """One table row; a row during which dynamo gave up compiling says so."""
+    if limit_hits:
+        case += " (hit the recompile limit: ran uncompiled)"
+    return {
+        "dtype": label,
+        "batch": batch,
+        "case": case,
+        "images_per_s": speed,
+        "recompile_limit_hit": bool(limit_hits),
+    }
 
 
 def with_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -315,6 +466,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batches", default="", help="comma-separated batch sizes")
     parser.add_argument("--runs", type=int, default=0, help="timed calls per row (default 5; quick 1)")
     parser.add_argument("--compile", action="store_true", help="try torch.compile on the CPU too (slow)")
+    parser.add_argument(
+        "--compile-modes", default=",".join(COMPILE_MODES), help="comma-separated torch.compile modes"
+    )
+    parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        choices=("inductor", "eager"),
+        help="eager: dynamo alone, one compile row (tests the rows on machines without a compiler)",
+    )
+    parser.add_argument("--dtypes", default="", help="comma-separated, e.g. float16,bfloat16")
+    parser.add_argument("--no-encode", action="store_true", help="leave out the encoding row")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/gpu.json"))
     args = parser.parse_args(argv)
     plan = plan_from(args)
@@ -325,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             found, first[str(dtype).removeprefix("torch.")] = measure_dtype(plan, dtype, Path(tmp))
             rows += found
     rows = with_ratios(rows)
-    device = torch.cuda.get_device_name(0) if plan.device.type == "cuda" else "CPU"
+    device = torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else "CPU"
     print(f"{device}; {plan.size} px, 1 step, full VAE unless a row says otherwise")
     print_table(rows)
     result = {"device": device, "size": plan.size, "rows": rows, "first_image_s": first} | verdict(
