@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import io
 import math
+import os
 import signal
 import sys
 import warnings
@@ -42,9 +43,12 @@ if TYPE_CHECKING:
     from generators.config import LimitsConfig
 
 MIB = 1024 * 1024
-#: Decodes running at once (each a process on a core of its own), and how many more may wait.
-DECODERS = 2
+#: Decodes running at once (each a process), leaving a core to the bot on a small host; how many more
+#: may wait.
+DECODERS = max(1, min(2, (os.cpu_count() or 2) - 1))
 WAITING = 16
+#: A decoding process gives way to the bot's own (the event loop, the worker) when they share a core.
+NICENESS = 10
 NOT_AN_IMAGE = "that file is not an image this bot can read (PNG, JPEG, GIF or WebP)"
 DAMAGED = "that image is damaged or cut short; try another one"
 TOO_SLOW = "that image takes too long to read; save it again as a plain PNG or JPEG"
@@ -205,7 +209,10 @@ def _picture_from(answer: bytes, code: int | None) -> Image.Image:
 
 
 def _limit_self(cpu_s: float, memory: int) -> None:
-    """Cap this process's CPU seconds (SIGXCPU ends it) and address space (allocations past it fail)."""
+    """Cap this process's CPU seconds (SIGXCPU ends it) and address space (allocations past it fail),
+    and lower its priority below the bot's."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(NICENESS)
     with contextlib.suppress(ImportError, ValueError, OSError):
         import resource  # POSIX only: elsewhere the wall-clock budget still holds
 

@@ -25,6 +25,9 @@ MAX_JPEG_SCANS = 32
 MAX_JPEG_SEGMENTS = 1024
 #: Chunks in a PNG: libpng writes 8 KiB IDATs, about a thousand for the largest picture allowed.
 MAX_PNG_CHUNKS = 4096
+#: Extension sub-blocks before a GIF's first frame (Pillow reads them one by one): an XMP packet
+#: makes a few hundred, everything else a handful.
+MAX_GIF_BLOCKS = 4096
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})  # markers without a length: TEM, SOI, RSTn
@@ -40,6 +43,7 @@ class Pieces:
     scans: int = 0
     segments: int = 0
     chunks: int = 0
+    blocks: int = 0
 
 
 def sniff(data: bytes) -> str | None:
@@ -56,11 +60,13 @@ def sniff(data: bytes) -> str | None:
 
 
 def pieces(data: bytes, fmt: str) -> Pieces:
-    """The pieces of a picture of format ``fmt`` (JPEG and PNG are walked; GIF and WebP have none)."""
+    """The pieces of a picture of format ``fmt`` (WebP is parsed by libwebp alone, in C)."""
     if fmt == "JPEG":
         return jpeg_pieces(data)
     if fmt == "PNG":
         return png_pieces(data)
+    if fmt == "GIF":
+        return gif_pieces(data)
     return Pieces()
 
 
@@ -98,10 +104,24 @@ def png_pieces(data: bytes) -> Pieces:
     return Pieces(chunks=chunks)
 
 
+def gif_pieces(data: bytes) -> Pieces:
+    """Extension sub-blocks of a GIF up to its first frame (what Pillow reads when opening it)."""
+    blocks, pos = 0, 13
+    if len(data) > 10 and data[10] & 0x80:  # a global colour table follows the screen descriptor
+        pos += 3 << ((data[10] & 7) + 1)
+    while pos + 2 <= len(data) and data[pos] == 0x21 and blocks <= MAX_GIF_BLOCKS:  # "!": an extension
+        pos += 2
+        while pos < len(data) and data[pos] and blocks <= MAX_GIF_BLOCKS:
+            blocks += 1
+            pos += 1 + data[pos]
+        pos += 1  # the terminating empty block
+    return Pieces(blocks=blocks)
+
+
 def too_many(found: Pieces) -> str | None:
     """Which count of ``found`` is past its cap, in words for the member; None when none is."""
     if found.scans > MAX_JPEG_SCANS:
         return f"that JPEG is drawn in more than {MAX_JPEG_SCANS} passes; save it again as a normal JPEG"
-    if found.segments > MAX_JPEG_SEGMENTS or found.chunks > MAX_PNG_CHUNKS:
+    if found.segments > MAX_JPEG_SEGMENTS or found.chunks > MAX_PNG_CHUNKS or found.blocks > MAX_GIF_BLOCKS:
         return "that image is split into too many pieces; save it again and send that"
     return None

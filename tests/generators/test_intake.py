@@ -1,18 +1,19 @@
-"""Safe image intake: hosts, byte caps while streaming, pixel caps before decoding, frames, orientation."""
+"""Safe image intake: hosts, byte caps while streaming, pixel caps before decoding, frames, orientation,
+the formats taken, pieces counted before decoding, and decoding in a process of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import io
-import struct
-import zlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 import psutil
 import pytest
 from aiohttp import web
-from PIL import Image
+from PIL import Image, ImageOps
 
+from generators.decode import DECODERS, TOO_SLOW, decode_isolated
 from generators.intake import (
     MEDIA_HOSTS,
     BadImage,
@@ -25,27 +26,11 @@ from generators.intake import (
     fetch_capped,
     fit,
 )
+from generators.sniff import MAX_JPEG_SCANS, jpeg_pieces
+from tests import pictures
+from tests.pictures import encoded, png_bomb
 
 LIMITS = IntakeLimits(max_bytes=2 * 1024 * 1024, max_pixels=4096 * 4096, timeout_s=5)
-
-
-def png_bomb(side: int) -> bytes:
-    """A PNG of a few hundred KiB that declares ``side``×``side`` RGB pixels (zeros, compressed)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    packer = zlib.compressobj(9)
-    row = bytes(1 + 3 * side)
-    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
-
-
-def encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def test_a_13000_pixel_bomb_is_refused_before_decoding() -> None:
@@ -110,6 +95,9 @@ def test_the_digest_names_the_bytes() -> None:
         ("https://cdn.discordapp.com:8443/cat.png", False),
         ("https://127.0.0.1/cat.png", False),
         ("file:///etc/passwd", False),
+        ("https://[::1/cat.png", False),  # urlsplit raises on it
+        ("https://example.com\uff03@cdn.discordapp.com/cat.png", False),  # a fullwidth '#': it raises too
+        ("https://cdn.discordapp.com:99999/cat.png", False),
     ],
 )
 def test_only_the_platforms_media_hosts_are_allowed(url: str, ok: bool) -> None:
@@ -183,3 +171,105 @@ async def test_a_fetcher_takes_only_its_hosts_and_schemes(
         with pytest.raises(BadImage, match="over 2 MiB"):  # its caps are the intake's
             await loopback.fetch(f"http://{address}/big.png")
     assert asked == ["/big.png"]
+
+
+def test_a_scan_bomb_is_refused_before_decoding() -> None:
+    bomb = pictures.scan_bomb(1024, 5000)  # 5000 scans of a dozen bytes: 60 KiB, minutes of CPU
+    assert len(bomb) < 100 * 1024 and jpeg_pieces(bomb).scans > MAX_JPEG_SCANS
+    small = pictures.scan_bomb(32, 5000)  # the same recipe, small enough to decode here: a real JPEG
+    with Image.open(io.BytesIO(small)) as image:
+        image.load()
+        assert image.size == (32, 32)
+    for data in (bomb, small):
+        with pytest.raises(BadImage, match=f"more than {MAX_JPEG_SCANS} passes"):
+            decode(data, limits=LIMITS)
+    ordinary = encoded(Image.new("RGB", (64, 64), (9, 9, 9)), "JPEG", progressive=True)
+    assert 1 < jpeg_pieces(ordinary).scans <= MAX_JPEG_SCANS
+    assert decode(ordinary, limits=LIMITS).size == (64, 64)
+
+
+def test_pieces_are_counted_in_every_format_that_has_them() -> None:
+    for data in (
+        pictures.jpeg_of_segments(5000),
+        pictures.png_of_chunks(5000),
+        pictures.gif_of_blocks(5000),
+    ):
+        with pytest.raises(BadImage, match="too many pieces"):
+            decode(data, limits=LIMITS)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "ICO", "PCX", "TGA", "PPM"])
+def test_only_png_jpeg_gif_and_webp_are_decoded(fmt: str) -> None:
+    data = encoded(Image.new("RGB", (16, 16), (1, 2, 3)), fmt)
+    assert Image.open(io.BytesIO(data)).format == fmt  # Pillow would read it
+    with pytest.raises(BadImage, match=r"not an image this bot can read \(PNG, JPEG, GIF or WebP\)"):
+        decode(data, limits=LIMITS)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP"])
+def test_each_format_taken_decodes(fmt: str) -> None:
+    picture = decode(encoded(Image.new("RGB", (24, 16), (200, 100, 50)), fmt), limits=LIMITS)
+    assert picture.size == (24, 16) and picture.mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pictures.garbage_exif_png(),
+        pictures.webp_with_exif(b"garbage!"),
+        pictures.jpeg_declaring(65500),
+        pictures.gif_declaring(65535),
+        pictures.webp_declaring(16384),
+        pictures.truncated(encoded(Image.effect_noise((256, 256), 60), "WEBP")),
+        pictures.truncated(encoded(Image.effect_noise((256, 256), 60), "GIF")),
+    ],
+    ids=["png eXIf", "webp EXIF", "jpeg 65500²", "gif 65535²", "webp 16384²", "cut webp", "cut gif"],
+)
+def test_broken_metadata_headers_and_files_are_one_line_refusals(data: bytes) -> None:
+    with pytest.raises(BadImage) as refused:
+        decode(data, limits=LIMITS)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 120
+
+
+def test_the_garbage_exif_png_is_114_bytes_and_the_old_path_raised_on_it() -> None:
+    data = pictures.garbage_exif_png()
+    assert len(data) == 114
+    with Image.open(io.BytesIO(data)) as image, pytest.raises(SyntaxError):
+        ImageOps.exif_transpose(image)  # the decode path as it was ran this outside any handling
+    with pytest.raises(BadImage, match="damaged"):
+        decode(data, limits=LIMITS)
+
+
+async def test_an_isolated_decode_gives_the_picture_or_the_refusal() -> None:
+    photo = encoded(Image.new("RGB", (300, 200), (9, 80, 7)), "PNG")
+    picture = await decode_isolated(photo, limits=LIMITS)
+    assert picture.size == (300, 200) and picture.getpixel((5, 5)) == (9, 80, 7)
+    assert (await decode_isolated(photo, limits=LIMITS, max_side=60)).size == (60, 40)
+    with pytest.raises(BadImage, match="damaged"):
+        await decode_isolated(pictures.garbage_exif_png(), limits=LIMITS)
+    with pytest.raises(BadImage, match="more than 32 passes"):
+        await decode_isolated(pictures.scan_bomb(1024, 5000), limits=LIMITS)
+
+
+async def test_a_decode_past_its_budget_is_refused_and_its_process_ended() -> None:
+    heavy = pictures.progressive_noise(1024)
+    with pytest.raises(BadImage) as refused:
+        await decode_isolated(heavy, limits=IntakeLimits(decode_s=0.01))
+    assert str(refused.value) == TOO_SLOW
+    assert psutil.Process().children() == []  # killed and reaped, not left running
+
+
+async def test_a_burst_of_slow_decodes_leaves_the_default_executor_free() -> None:
+    """Decodes hold no thread of the loop's executor: a call that needs one runs at once."""
+    heavy = pictures.progressive_noise(1536)
+    limits = IntakeLimits(max_bytes=8 * 1024 * 1024)
+    decodes = [asyncio.create_task(decode_isolated(heavy, limits=limits)) for _ in range(8 + DECODERS)]
+    async with asyncio.timeout(30):
+        while not psutil.Process().children():  # noqa: ASYNC110 - a process has no event to wait on
+            await asyncio.sleep(0.005)
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(lambda: None)  # the executor the loop's DNS lookups and file reads use
+    await loop.getaddrinfo("localhost", 80)
+    assert not any(task.done() for task in decodes)  # both ran while every decode still waited
+    pictures_read = await asyncio.gather(*decodes)
+    assert {p.size for p in pictures_read} == {(1536, 1536)}
