@@ -16,6 +16,11 @@ BAR_WIDTH = 24
 PHASES = {"loading": "loading", "decoding": "decoding the images", "encoding": "encoding the"}
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 step``, ``4 steps``: a number with its noun in the right number."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def place_words(position: int) -> str:
     """Where a waiting job is in line."""
     return "next in line" if position == 0 else f"{position} ahead"
@@ -50,8 +55,8 @@ def describe(event: Progress) -> str:
             )
         case Started(batch_size=size):
             return started_words(size)
-        case Step(i=i, n=n):
-            return f"[{bar(i, n)}] step {i}/{n}"
+        case Step(i=i, n=n, part=part, parts=parts):
+            return f"[{bar(i, n)}] step {i}/{n}" + (f" (part {part} of {parts})" if parts > 1 else "")
         case Phase():
             return phase_words(event) + "…"
         case Preview(step=step):
@@ -90,6 +95,14 @@ class ProgressLine:
         if isinstance(event, Phase):
             self._phase = (phase_words(event), self.clock())
         self._write(describe(event), final=isinstance(event, Finished | Failed | Cancelled))
+
+    def end(self) -> None:
+        """Close a line left open (a terminal's bar mid-job), so what is printed next starts afresh."""
+        self._end_phase()
+        if self._tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = 0
 
     def _end_phase(self) -> None:
         if self._phase is not None:
