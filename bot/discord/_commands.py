@@ -11,21 +11,25 @@ from typing import Any
 
 import discord
 from discord import app_commands
+from PIL import Image
 
 from bot.discord._cogs import KIND_WORDS, FeatureCog, job_choices, model_choices
 from bot.discord._pictures import Picture, check_reported
 from bot.discord._policy import GuildSettings
-from bot.discord._remix import Remixes
+from bot.discord._remix import Remixes, withdraw
+from bot.discord._reposts import check_repost
 from bot.discord._requests import Requests, checked_job_id
 from bot.jobs import JobService
 from generators import render
 from generators.errors import BadRequest, NotFound, UserError
-from generators.intake import IntakeLimits, decode
+from generators.intake import IntakeLimits, decode_isolated
 from generators.requests import GenerationRequest, Kind
 
 log = logging.getLogger(__name__)
 
 ASPECTS = ["1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"]
+#: /meme captions a picture at most this big on its long side: plenty for a meme, and it fits the upload.
+MEME_SIDE = 2048
 
 
 def command_text(prompt: str, **options: Any) -> str:
@@ -166,26 +170,47 @@ class Generation(FeatureCog):
         self.requests.check_captions(top or "", bottom or "", channel=interaction.channel, guild=guild)
         source, hidden = await self._meme_source(interaction, image, job)
         self.requests.limits.take(interaction.user.id, interaction.guild_id)
-        await interaction.response.defer(thinking=True)
-        data = await source.read() if isinstance(source, discord.Attachment) else await _read(source)
-        budget, limits = interaction.filesize_limit, IntakeLimits.of(self.service.limits)
-        encoded = await asyncio.to_thread(_caption_bytes, data, top or "", bottom or "", budget, limits)
         spoiler = hidden or self.requests.spoiler(interaction.channel, guild)
-        file = discord.File(io.BytesIO(encoded.data), filename=f"meme.{encoded.ext}", spoiler=spoiler)
+        await interaction.response.defer(thinking=True)
+        try:
+            file = await self._meme_file(interaction, source, (top or "", bottom or ""), spoiler=spoiler)
+        except UserError as error:  # a picture refused once fetched: the "thinking…" goes away again
+            await withdraw(interaction, str(error))
+            return
         await interaction.edit_original_response(content=None, attachments=[file])
+
+    async def _meme_file(
+        self,
+        interaction: discord.Interaction[Any],
+        source: Picture | Path,
+        captions: tuple[str, str],
+        *,
+        spoiler: bool,
+    ) -> discord.File:
+        """The captioned picture: fetched like every member's picture, decoded in a process of its own."""
+        if isinstance(source, Picture):
+            data = await self.remixes.fetcher.fetch(source.url)
+        else:
+            data = await _read(source)
+        limits = IntakeLimits.of(self.service.limits)
+        picture = await decode_isolated(data, limits=limits, max_side=MEME_SIDE)
+        budget = interaction.filesize_limit
+        encoded = await asyncio.to_thread(_caption_bytes, picture, *captions, budget)
+        return discord.File(io.BytesIO(encoded.data), filename=f"meme.{encoded.ext}", spoiler=spoiler)
 
     async def _meme_source(
         self, interaction: discord.Interaction[Any], image: discord.Attachment | None, job: str | None
-    ) -> tuple[discord.Attachment | Path, bool]:
-        """What to caption, and whether the result must be spoilered (a result made under NSFW rules)."""
+    ) -> tuple[Picture | Path, bool]:
+        """What to caption, and whether the result must be spoilered (an age-restricted result)."""
         if image is not None:
             # Discord read the header for us: refused without downloading it at all.
-            check_reported(Picture.of_attachment(image), self.service.limits)
-            return image, False
+            picture = Picture.of_attachment(image)
+            check_reported(picture, self.service.limits)
+            return picture, False
         record = await self.service.store.get(checked_job_id(job)) if job else None
         if record is None or record.result is None:
             raise NotFound("attach an image or give the id of a finished job")
-        return record.result.primary.path, self.requests.check_repost(record, interaction)
+        return record.result.primary.path, check_repost(record, interaction)
 
     @meme.autocomplete("job")
     async def _job_choices(
@@ -211,6 +236,5 @@ async def _read(path: Path) -> bytes:
     return await asyncio.to_thread(path.read_bytes)
 
 
-def _caption_bytes(data: bytes, top: str, bottom: str, budget: int, limits: IntakeLimits) -> render.Encoded:
-    picture = decode(data, limits=limits)  # a bomb or a non-image is refused here, before decoding
+def _caption_bytes(picture: Image.Image, top: str, bottom: str, budget: int) -> render.Encoded:
     return render.encode_image(render.caption(picture, top=top, bottom=bottom), budget_bytes=budget)

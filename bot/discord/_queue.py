@@ -10,6 +10,7 @@ from discord import app_commands
 from bot.addresses import as_discord
 from bot.discord._cogs import FeatureCog, job_choices
 from bot.discord._delivery import result_file
+from bot.discord._reposts import check_repost
 from bot.discord._requests import checked_job_id, owner_of
 from bot.discord._text import code, escape, result_text
 from bot.store import JobStatus
@@ -57,13 +58,13 @@ class QueueCommands(FeatureCog):
     @app_commands.describe(job="The job id")
     async def show(self, interaction: discord.Interaction[Any], job: str) -> None:
         """Post a result again, with its parameters"""
-        # Reposting never pings the requester, and keeps age-restricted results where they belong.
+        # Reposting never pings the requester, and keeps age-restricted results in their own server.
         record = await self.service.store.get(checked_job_id(job))
         if record is None:
             raise NotFound(f"there is no job {job.strip()}")
         if record.result is None:
             raise BadRequest(f"job {record.id} has no result ({record.status.value})")
-        hidden = self.requests.check_repost(record, interaction)
+        hidden = check_repost(record, interaction)
         self.requests.limits.take(interaction.user.id, interaction.guild_id)
         guild = await self.requests.guild(interaction.guild_id)
         content = result_text(

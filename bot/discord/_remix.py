@@ -24,7 +24,8 @@ from discord import app_commands
 from bot.discord._cogs import reply_error
 from bot.discord._pictures import NO_PICTURE, Picture, check_reported, picture_in
 from bot.discord._policy import GuildSettings
-from bot.discord._requests import Requests, made_age_restricted
+from bot.discord._reposts import is_restricted
+from bot.discord._requests import Requests
 from bot.discord._text import error_text
 from bot.jobs import JobService
 from bot.store import JobRecord
@@ -217,7 +218,7 @@ class Remixes:
             text,
             partial(self.service.sources.take_result, record, index),
             seed_of=seed_of,
-            restricted=made_age_restricted(record),
+            restricted=is_restricted(record),
         )
 
 
@@ -229,10 +230,11 @@ async def withdraw(interaction: discord.Interaction[Any], message: str) -> None:
 
 
 def _index(field: discord.ui.TextInput[RemixForm] | None) -> int:
-    """The image picked in the form (1 without the field); BadRequest for anything but a number."""
+    """The image picked in the form (1 without the field); BadRequest for anything but plain digits."""
     if field is None:
         return 1
     typed = field.value.strip()
-    if not typed.isdigit():
+    # isdigit() takes "²" and isdecimal() takes "٣", which int() reads as 3: only ASCII digits are asked for.
+    if not (typed.isascii() and typed.isdecimal()):
         raise BadRequest("give the number of the image to start from, like 1")
     return int(typed)
