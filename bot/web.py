@@ -25,6 +25,7 @@ from bot.settings import Settings
 from bot.store import JobRecord, Store
 from generators.config import LimitsConfig
 from generators.grammar import format_request
+from generators.health import Health
 from generators.requests import GenerationRequest, GenerationResult
 from generators.text import clip
 
@@ -35,6 +36,7 @@ RESULTS = web.AppKey("results", Path)
 PUBLIC_URL = web.AppKey("public_url", str)
 LIMITS = web.AppKey("limits", LimitsConfig)
 WARMING: web.AppKey[Callable[[], bool]] = web.AppKey("warming")
+HEALTH = web.AppKey("health", Health)
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _TITLE_CHARS = 90  # what link previews show of a title
@@ -79,14 +81,17 @@ def create_app(
     limits: LimitsConfig,
     setup: Iterable[AppSetup] = (),
     warming: Callable[[], bool] = lambda: False,
+    health: Health | None = None,
 ) -> web.Application:
     """The aiohttp application; run it with ``web.AppRunner``.
 
     ``setup`` functions add their routes first: ``/{job_id}`` would otherwise take every one-segment path.
+    ``/healthz`` answers 503 while ``health`` has a problem or ``warming`` says the models still load.
     """
     app = web.Application()
     app[STORE] = store
     app[WARMING] = warming
+    app[HEALTH] = health or Health()
     app[RESULTS] = results_dir.resolve()
     app[PUBLIC_URL] = public_url.rstrip("/")
     app[LIMITS] = limits
@@ -126,6 +131,7 @@ async def running(
         limits=service.limits,
         setup=(functools.partial(add_metrics, metrics=metrics), *setup),
         warming=lambda: service.runner.warming,
+        health=service.health,
     )
     runner = web.AppRunner(
         app,
@@ -153,8 +159,16 @@ def page_url(public_url: str, job_id: str) -> str:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Readiness: the store can be read and the models are warm (503 ``warming`` while they load)."""
+    """Readiness: the store can be read, nothing keeps the bot from serving, and the models are warm.
+
+    503 ``unhealthy`` with the reasons by component (a platform not logged in, Redis unreachable, a
+    model that cannot load) while there are any, else 503 ``warming`` while the models load.
+    """
     stats = await request.app[STORE].stats()
+    problems = request.app[HEALTH].problems
+    if problems:
+        body = {"ok": False, "status": "unhealthy", "problems": problems, "jobs": stats}
+        return web.json_response(body, status=503, content_type="application/json")
     if request.app[WARMING]():
         body = {"ok": False, "status": "warming", "jobs": stats}
         return web.json_response(body, status=503, content_type="application/json")
@@ -201,6 +215,7 @@ async def page(request: web.Request) -> web.Response:
         page_url=page_url(base, record.id),
         file_url=file_url(base, result),
         command=format_request(record.job.request, request.app[LIMITS]),
+        show_flagged=request.query.get("show") == "1",
     )
     headers = {
         "Cache-Control": _PAGE_CACHE,
@@ -230,30 +245,55 @@ def _origin(request: GenerationRequest, page_url: str) -> str:
     return f"<p>Remix of {start} at strength {strength}</p>\n"
 
 
-def render_page(
-    request: GenerationRequest, result: GenerationResult, *, page_url: str, file_url: str, command: str
-) -> str:
-    """The page's HTML (pure: easy to test and to look at)."""
+def _shown(
+    request: GenerationRequest, result: GenerationResult, file_url: str, *, show_flagged: bool
+) -> tuple[str, list[tuple[str, str]]]:
+    """The result's element on the page and its link-preview tags.
+
+    A result the image classifier flagged is a click-through (``?show=1``) and previews carry no image:
+    a link posted anywhere must not unfurl an explicit picture.
+    """
     e = html.escape
     mime = result.primary.mime
-    title = clip(request.prompt, _TITLE_CHARS)
-    size = f"{result.width}×{result.height}"
-    if request.n > 1:
-        size = f"{request.n} images of {size}"
-    description = f"seed {request.seed} · {size} · made with memebot"
+    if result.flagged and not show_flagged:
+        shown = (
+            '<p class="flagged">This result was flagged as explicit. '
+            '<a href="?show=1" rel="nofollow">Show explicit result</a></p>'
+        )
+        return shown, []
     if mime.startswith("video/"):
         shown = f'<video src="{e(file_url)}" autoplay loop muted playsinline controls></video>'
         preview = [("og:video", file_url), ("og:video:type", mime)]
     else:
         shown = f'<img src="{e(file_url)}" alt="{e(request.prompt)}">'
         preview = [("og:image", file_url), ("og:image:type", mime), ("twitter:image", file_url)]
+    return shown, [] if result.flagged else preview
+
+
+def render_page(
+    request: GenerationRequest,
+    result: GenerationResult,
+    *,
+    page_url: str,
+    file_url: str,
+    command: str,
+    show_flagged: bool = False,
+) -> str:
+    """The page's HTML (pure: easy to test and to look at)."""
+    e = html.escape
+    title = clip(request.prompt, _TITLE_CHARS)
+    size = f"{result.width}×{result.height}"
+    if request.n > 1:
+        size = f"{request.n} images of {size}"
+    description = f"seed {request.seed} · {size} · made with memebot"
+    shown, preview = _shown(request, result, file_url, show_flagged=show_flagged)
     tags = [
         ("og:type", "website"),
         ("og:title", title),
         ("og:description", description),
         ("og:url", page_url),
         *preview,
-        ("twitter:card", "summary_large_image"),
+        ("twitter:card", "summary_large_image" if preview else "summary"),
         ("twitter:title", title),
         ("twitter:description", description),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import threading
@@ -23,7 +24,7 @@ from bot.store import JobRecord, JobStatus
 from generators.config import ModelConfig, WorkerConfig
 from generators.pipelines import DiffusersBackend, load_backend
 from generators.pool import ModelPool
-from generators.requests import Finished, GenerationRequest, GenerationResult, MediaFile, Source
+from generators.requests import Finished, GenerationRequest, GenerationResult, Job, MediaFile, Source
 from tests.fakes.loopback import free_port
 from tests.helpers import open_service
 
@@ -292,3 +293,65 @@ async def test_healthz_says_warming_until_the_models_are_loaded_and_compiled(tmp
                         assert (await response.json())["status"] == "ready"
                         break
                 await asyncio.sleep(0.05)
+
+
+async def test_healthz_is_503_with_the_reasons_while_anything_keeps_the_bot_from_serving(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    settings = Settings(web=WebConfig(enabled=True, port=0))
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, start_worker=False) as service:
+        async with web.running(settings, service) as server, aiohttp.ClientSession() as http:
+            service.health.report("discord", "cannot log in, retrying: cannot connect to discord.com:443")
+            async with http.get(f"{server.url}/healthz") as response:
+                assert response.status == 503
+                body = await response.json()
+            assert body["status"] == "unhealthy" and body["ok"] is False
+            assert body["problems"] == {
+                "discord": "cannot log in, retrying: cannot connect to discord.com:443"
+            }
+            service.health.report("discord", None)
+            async with http.get(f"{server.url}/healthz") as response:
+                assert (response.status, (await response.json())["status"]) == (200, "ready")
+
+
+def flagged_result(name: str = "grid.png", mime: str = "image/png") -> GenerationResult:
+    return GenerationResult("job", (MediaFile(Path(name), mime, 10),), (3,), 64, 64, 0.1, nsfw=(0,))
+
+
+@pytest.mark.parametrize(("name", "mime"), [("grid.png", "image/png"), ("clip.mp4", "video/mp4")])
+def test_a_flagged_result_is_a_click_through_and_previews_carry_no_picture(name: str, mime: str) -> None:
+    request = GenerationRequest("a cat", seed=3)
+    common = {
+        "page_url": "https://x.example/job",
+        "file_url": f"https://x.example/job/{name}",
+        "command": "c",
+    }
+    hidden = web.render_page(request, flagged_result(name, mime), **common)
+    assert "<img" not in hidden and "<video" not in hidden
+    assert '<a href="?show=1"' in hidden and "Show explicit result" in hidden
+    tags = dict(re.findall(r'<meta (?:property|name)="([^"]+)" content="([^"]*)">', hidden))
+    assert not {"og:image", "twitter:image", "og:video"} & set(tags)
+    assert tags["twitter:card"] == "summary"
+    shown = web.render_page(request, flagged_result(name, mime), show_flagged=True, **common)
+    assert f'src="https://x.example/job/{name}"' in shown
+    tags = dict(re.findall(r'<meta (?:property|name)="([^"]+)" content="([^"]*)">', shown))
+    assert not {"og:image", "twitter:image", "og:video"} & set(tags)  # even once shown
+
+
+async def test_a_flagged_page_shows_the_picture_only_after_the_click(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with site(tiny_backend, tmp_path) as s, aiohttp.ClientSession() as http:
+        store = s.service.store
+        job = Job("flagged-job-0001", "cli", GenerationRequest("a cat", seed=1, n=1))
+        await store.add(job, platform="cli", reply_to={})
+        await store.transition(job.id, JobStatus.RUNNING)
+        flagged = dataclasses.replace(s.result, job_id=job.id, nsfw=(0,), nsfw_labels=("explicit",))
+        await store.transition(job.id, JobStatus.DONE, result=flagged)
+        page = f"{s.server.url}/{job.id}"
+        image = f'<img src="{page}/{s.result.primary.path.name}"'
+        async with http.get(page) as response:
+            html = await response.text()
+        assert image not in html and "Show explicit result" in html and "og:image" not in html
+        async with http.get(page, params={"show": "1"}) as response:
+            assert image in await response.text()
