@@ -39,6 +39,9 @@ from generators.sources import SourceStore
 
 log = logging.getLogger(__name__)
 
+#: The platform of jobs ``memebot imagine`` submits: nobody waits for them after that command stops.
+CLI_PLATFORM = "cli"
+
 
 class Watch:
     """Progress events of one job, ending after its terminal event."""
@@ -145,6 +148,14 @@ class JobService:
                 request = dataclasses.replace(request, model=default_model)
         return catalog.resolve(request, max_side=limits.max_side)
 
+    def check_room(self, owner: str) -> None:
+        """Raise QueueFull if ``owner`` (or everyone) has no place left in the queue right now.
+
+        Adapters ask before they download or store anything for a request, so a refusal costs nothing;
+        :meth:`submit` checks again, atomically, before it writes the job.
+        """
+        self.runner.queue.check_room(owner)
+
     def command_line(self, request: GenerationRequest) -> str:
         """The re-typeable command for a request."""
         return format_request(request, self.limits)
@@ -248,7 +259,9 @@ class JobService:
     async def recover(self) -> list[JobRecord]:
         """On start: follow the jobs a previous run left queued or running, oldest first.
 
-        Jobs the queue still holds (Redis) are followed where they are; the others are queued again.
+        Jobs the queue still holds (Redis) are followed where they are; the others are queued again,
+        except the command line's (the ``memebot imagine`` that asked is gone) and those whose model
+        has left the config: those fail, each with one logged line, rather than stop the start.
         """
         records = await self.store.unfinished()
         for record in records:
@@ -261,6 +274,10 @@ class JobService:
             current = await self.store.get(record.id)
             if current is None or current.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
                 continue
+            why = self._unrecoverable(current)
+            if why is not None:
+                await self._abandon(current, why)
+                continue
             if current.status is JobStatus.RUNNING:
                 await self.store.transition(record.id, JobStatus.QUEUED)
             await self.runner.submit(current.job, force=True)
@@ -270,6 +287,25 @@ class JobService:
         if len(records) > len(lost):
             log.info("following %d jobs the queue still holds", len(records) - len(lost))
         return records
+
+    def _unrecoverable(self, record: JobRecord) -> str | None:
+        """Why a job a previous run left cannot be queued again, or None if it can."""
+        if record.platform == CLI_PLATFORM:
+            return "the command line that asked for it stopped before it finished"
+        model = record.job.request.model
+        if model is not None and model not in self.catalog:
+            return f"its model {model} is no longer configured"
+        return None
+
+    async def _abandon(self, record: JobRecord, why: str) -> None:
+        """Fail a job left from a previous run that cannot run again, saying why in the log and the store."""
+        try:
+            await self.store.transition(record.id, JobStatus.FAILED, error=why)
+        except InvalidTransition:  # it ended meanwhile
+            return
+        with job_context(record.id):
+            log.warning("not resuming job %s of %s: %s", record.id, record.owner, why)
+        self._tell(record.id, Failed(why))  # its adapter answers the member who asked
 
     # -- events from the worker -----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from bot.jobs import JobService
 from bot.reddit._intake import Item, command_of, names, screen
 from bot.reddit._ledger import Entry, Ledger, State
 from bot.reddit._limits import Limits
-from bot.reddit._media import Picture, download, picture_of
+from bot.reddit._media import Picture, download, read_picture
 from bot.reddit._posts import ImagePoster
 from bot.reddit._replies import Replier
 from bot.reddit._retry import Throttle, backoff, judge
@@ -44,6 +44,13 @@ PLATFORM = "reddit"
 #: The newest comments read from watched subreddits per poll (one page of a listing).
 WATCH_PAGE = 100
 _Found = tuple[Item, str, Comment]
+#: The answer to an item whose job could not be built for a reason that is ours, not the author's.
+#: The answer to a request whose result the image classifier flagged, in a subreddit not marked NSFW.
+FLAGGED = (
+    "the picture came out age-restricted, so I won't link it in a subreddit that isn't marked NSFW; "
+    "try a different prompt"
+)
+SORRY = "sorry, something went wrong on my side with that request; please try again later"
 
 
 def owner_of(author: str) -> str:
@@ -116,14 +123,25 @@ class RedditBot:
     # -- intake -----------------------------------------------------------------------------------
 
     async def poll_once(self) -> int:
-        """Read the inbox (and watched subreddits) once and take up each new command; how many were new."""
+        """Read the inbox (and watched subreddits) once and take up each new command; how many were new.
+
+        Items are taken one by one: one whose post cannot be read right now stays unread for the next
+        poll, and never keeps the bot from the items after it.
+        """
         async with self._poll_lock:
             await self.throttle.wait()
             found = await self._unread() + await self._watched()
             taken = 0
-            for item, command, _ in sorted(found, key=lambda one: one[0].created_utc):  # oldest first
-                taken += await self._take(item, command)
-            await self._mark_read([comment for item, _, comment in found if item.from_inbox])
+            handled: list[Comment | Message] = []
+            for item, command, comment in sorted(found, key=lambda one: one[0].created_utc):  # oldest first
+                try:
+                    taken += await self._take(item, command)
+                except Exception as error:
+                    self._after_failure(f"taking up {item.fullname}", error, 1)
+                    continue
+                if item.from_inbox:
+                    handled.append(comment)
+            await self._mark_read(handled)
             return taken
 
     async def _unread(self) -> list[_Found]:
@@ -168,14 +186,30 @@ class RedditBot:
                 entry = replace(entry, picture=picture.url)
             if not await self.ledger.claim(item.fullname, entry):
                 return 0
-            try:
-                self.limits.check(entry.author, entry.subreddit)
-                request = await self._request(command, picture)
-            except UserError as error:
-                await self._refuse(item.fullname, entry, str(error))
-                return 1
-            await self._submit(item.fullname, entry, request)
+            await self._act(item.fullname, entry, picture, limited=True)
             return 1
+
+    async def _act(self, fullname: str, entry: Entry, picture: Picture | None, *, limited: bool) -> None:
+        """Check the author's limits and the queue's room, then build and submit the item's job.
+
+        The cheap checks come before the download: an attempt starts the author's cooldown at once, so
+        ten mentions under one picture cost one download. Every way out of here queues the job or ends
+        the entry (a refusal owed, or an item ignored): an item never stays ACCEPTED in a running bot.
+        """
+        try:
+            if limited:  # a recovered item was counted by the run that took it up
+                self.limits.check(entry.author, entry.subreddit)
+                self.limits.attempt(entry.author)
+            self.service.check_room(owner_of(entry.author))
+            request = await self._request(entry.command, picture)
+        except UserError as error:
+            await self._refuse(fullname, entry, str(error))
+            return
+        except Exception:
+            log.exception("taking up %s failed", fullname)
+            await self._refuse(fullname, entry, SORRY)
+            return
+        await self._submit(fullname, entry, request)
 
     async def _picture(self, item: Item) -> tuple[Picture | None, str | None]:
         """The picture of the item's post (None for a text post or a link), or why the item is skipped.
@@ -189,10 +223,11 @@ class RedditBot:
             posts = [post async for post in self.reddit.info(fullnames=[item.post])]
         except Exception as error:
             verdict = judge(error, 1, self.config)
-            if verdict is None or verdict.wait_s is not None:
+            if verdict is not None and verdict.wait_s is not None:
                 raise
-            return None, f"its post cannot be read: {verdict.reason}"
-        return (picture_of(vars(posts[0])) if posts else None), None
+            why = f"{type(error).__name__}: {error}" if verdict is None else verdict.reason
+            return None, f"its post cannot be read: {why}"
+        return (read_picture(vars(posts[0])) if posts else None), None
 
     async def _request(self, command: str, picture: Picture | None) -> GenerationRequest:
         """The command's request; under a picture, a remix of it (downloaded and checked first)."""
@@ -209,7 +244,7 @@ class RedditBot:
         except UserError as error:  # the queue is full
             await self._refuse(fullname, entry, str(error))
             return
-        self.limits.note(entry.author, entry.subreddit)
+        self.limits.accepted(entry.subreddit)
         await self.ledger.put(fullname, entry.to(State.QUEUED, job_id=record.id))
 
     async def _refuse(self, fullname: str, entry: Entry, message: str) -> None:
@@ -277,7 +312,13 @@ class RedditBot:
                 else f"sorry, that did not work: {record.error or 'the job failed'}"
             )
             return entry, message_reply(why, username=self.username)
-        if self.poster.wanted(result):
+        if result.flagged and not await self._nsfw(entry.subreddit):
+            log.info("not linking flagged job %s in r/%s", record.id, entry.subreddit)
+            return entry, message_reply(FLAGGED, username=self.username)
+        wanted = self.poster.wanted(result)
+        if wanted and result.flagged:
+            wanted = await self._nsfw(str(self.config.image_post_subreddit))
+        if wanted:
             entry = await self.poster.post(fullname, entry, result, request.prompt)
         return entry, result_reply(
             request,
@@ -286,6 +327,17 @@ class RedditBot:
             username=self.username,
             post_url=entry.post_id,
         )
+
+    async def _nsfw(self, subreddit: str) -> bool:
+        """Whether r/``subreddit`` is marked NSFW; False when Reddit cannot say (the safe answer)."""
+        try:
+            about = await self.reddit.subreddit(subreddit, fetch=True)
+        except Exception as error:
+            if judge(error, 1, self.config) is None:
+                raise
+            log.warning("cannot tell whether r/%s is NSFW (%s): taking it as not", subreddit, error)
+            return False
+        return bool(getattr(about, "over18", False))
 
     async def _mark_job(self, record: JobRecord, entry: Entry) -> None:
         # Already marked (a restart, a second event) is fine: the marks return False then.
@@ -328,12 +380,7 @@ class RedditBot:
                     self.tasks.spawn(f"job:{job.id}", self._deliver_job(job.id))
                 return
             picture = None if entry.picture is None else Picture(entry.picture)
-            try:
-                request = await self._request(entry.command, picture)
-            except UserError as error:
-                await self._refuse(fullname, entry, str(error))
-                return
-            await self._submit(fullname, entry, request)
+            await self._act(fullname, entry, picture, limited=False)
 
     async def _job_for(self, fullname: str, author: str) -> JobRecord | None:
         for record in await self.service.store.jobs_of(owner_of(author)):

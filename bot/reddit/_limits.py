@@ -46,10 +46,16 @@ class Limits:
                 retry_after=wait,
             )
 
-    def note(self, author: str, subreddit: str) -> None:
-        """Count an accepted request."""
-        now = self._clock()
-        self._last_request[author.lower()] = now
+    def attempt(self, author: str) -> None:
+        """Start the author's cooldown: an attempt counts before anything is downloaded or decoded.
+
+        Counted whether the request then succeeds or is refused, so a burst of mentions under a picture
+        that is refused anyway costs one download, not one per mention.
+        """
+        self._last_request[author.lower()] = self._clock()
+
+    def accepted(self, subreddit: str) -> None:
+        """Count a queued request against its subreddit's hourly cap (refusals do not use it up)."""
         self._subreddits.hit(subreddit.lower())
 
     def may_refuse(self, author: str) -> bool:

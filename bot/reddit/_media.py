@@ -9,6 +9,7 @@ a picture's size, a pixel bomb is refused before a byte of it is downloaded.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +48,21 @@ def picture_of(post: Mapping[str, Any]) -> Picture | None:
         return None
     if post.get("is_video") or str(post.get("post_hint") or "").endswith(":video"):
         return Picture(url, video=True)
-    if post.get("post_hint") == "image" or urlsplit(url).path.lower().endswith(IMAGE_EXTENSIONS):
+    if post.get("post_hint") == "image" or _path_of(url).lower().endswith(IMAGE_EXTENSIONS):
         return Picture(url, *_preview_size(post))
     return None
+
+
+def read_picture(post: Mapping[str, Any]) -> Picture | None:
+    """:func:`picture_of`, total: fields no real post has are read as "no picture" rather than raising.
+
+    A post's fields are whatever its author and Reddit put there; one odd post must never stop the bot
+    from reading the mentions after it.
+    """
+    try:
+        return picture_of(post)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+        return None
 
 
 async def download(picture: Picture, fetcher: Fetcher) -> bytes:
@@ -58,12 +71,35 @@ async def download(picture: Picture, fetcher: Fetcher) -> bytes:
         raise BadImage(f"{ONLY_REDDIT}, not a video")
     if not picture.url:
         raise BadImage("Reddit has not finished processing that picture yet: ask again in a minute")
-    if not fetcher.allows(picture.url):
-        raise BadImage(f"{ONLY_REDDIT}, not one linked from {urlsplit(picture.url).hostname or 'elsewhere'}")
+    if not _allows(fetcher, picture.url):
+        raise BadImage(f"{ONLY_REDDIT}, not one linked from {_host_of(picture.url) or 'elsewhere'}")
     if picture.width * picture.height > fetcher.limits.max_pixels:
         # Reddit read the header for us: refused without downloading it at all.
         decode_header_refusal(picture.width, picture.height, fetcher.limits.max_pixels)
     return await fetcher.fetch(picture.url)
+
+
+def _path_of(url: str) -> str:
+    """The URL's path; for a URL that cannot be parsed (``https://[::1/x.png``), what precedes ``?``."""
+    try:
+        return urlsplit(url).path
+    except ValueError:
+        return re.split(r"[?#]", url, maxsplit=1)[0]
+
+
+def _host_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def _allows(fetcher: Fetcher, url: str) -> bool:
+    # A URL Python cannot parse (a bracket left open, a full-width '#') is no Reddit upload.
+    try:
+        return fetcher.allows(url)
+    except ValueError:
+        return False
 
 
 def _first_of_gallery(post: Mapping[str, Any]) -> Picture:

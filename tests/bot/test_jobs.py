@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from bot.store import JobStatus
 from generators.errors import BadRequest, Forbidden, NotFound, QueueFull
 from generators.pipelines import DiffusersBackend
-from generators.requests import Cancelled, Finished, Progress, Queued, Started
+from generators.requests import Cancelled, Failed, Finished, Job, Progress, Queued, Started, new_job_id
 from tests.helpers import open_service
 
 
@@ -71,7 +72,7 @@ async def test_a_restart_queues_unfinished_jobs_again(tiny_backend: DiffusersBac
     db = tmp_path / "jobs.db"
     async with open_service(tiny_backend, db, tmp_path, start_worker=False) as before:
         ids = [
-            (await before.submit(before.parse(f"job {i}"), owner=f"u{i}", platform="cli", reply_to={})).job.id
+            (await before.submit(before.parse(f"job {i}"), owner=f"u{i}", platform="web", reply_to={})).job.id
             for i in range(2)
         ]
         await before.store.transition(ids[0], JobStatus.RUNNING)  # as if the process died mid-job
@@ -84,6 +85,35 @@ async def test_a_restart_queues_unfinished_jobs_again(tiny_backend: DiffusersBac
         for job_id in ids:
             stored = await after.store.get(job_id)
             assert stored is not None and stored.status is JobStatus.DONE
+
+
+async def test_a_restart_fails_the_command_lines_jobs_and_those_of_a_model_gone_from_the_config(
+    tiny_backend: DiffusersBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "jobs.db"
+    async with open_service(tiny_backend, db, tmp_path, start_worker=False) as before:
+        cli = await before.submit(before.parse("from imagine"), owner="cli", platform="cli", reply_to={})
+        await before.store.transition(cli.id, JobStatus.RUNNING)  # `memebot imagine` got SIGTERM
+        request = dataclasses.replace(before.parse("an old model"), model="turbo")
+        gone = Job(new_job_id(), "u1", request, 1 << 20)
+        await before.store.add(gone, platform="web", reply_to={})  # written when turbo was configured
+        kept = await before.submit(before.parse("still fine"), owner="u2", platform="web", reply_to={})
+    heard: list[tuple[str, Progress]] = []
+    async with open_service(tiny_backend, db, tmp_path) as after:
+        after.subscribe("web", lambda job_id, event: heard.append((job_id, event)))
+        watch = after.watch(kept.id)
+        recovered = await after.recover()
+        assert {r.id for r in recovered} == {cli.id, gone.id, kept.id}
+        assert isinstance([e async for e in watch][-1], Finished)
+        for job_id, why in (
+            (cli.id, "the command line that asked for it stopped before it finished"),
+            (gone.id, "its model turbo is no longer configured"),
+        ):
+            stored = await after.store.get(job_id)
+            assert stored is not None and stored.status is JobStatus.FAILED and stored.error == why
+            assert f"not resuming job {job_id}" in caplog.text
+    assert (gone.id, Failed("its model turbo is no longer configured")) in heard
+    assert "requeued 1 unfinished jobs" in caplog.text
 
 
 async def test_steps_are_capped_by_the_model(tiny_backend: DiffusersBackend, tmp_path: Path) -> None:

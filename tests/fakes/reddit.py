@@ -242,6 +242,14 @@ def _listing(children: list[JSON], *, after: str | None = None) -> JSON:
     }
 
 
+def _domain(url: str) -> str:
+    """A link post's ``domain`` as Reddit shows it, also for a URL Python cannot parse."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return url.split("//", 1)[-1].split("/", 1)[0]
+
+
 def _is_media(path: str) -> bool:
     return path.startswith((HOSTED_PATH, PREVIEW_PATH))
 
@@ -287,6 +295,8 @@ class FakeReddit:
         self._comment_errors: list[list[str]] = []
         self._server_errors: list[str] = []
         self._media: dict[str, _Media] = {}
+        #: Subreddits marked NSFW (lower case): their about page says ``over18`` and their posts ``over_18``.
+        self.nsfw_subreddits: set[str] = set()
         self._runner: web.AppRunner | None = None
         self._port = 0
         self.add_user(username)
@@ -460,7 +470,7 @@ class FakeReddit:
             data: JSON = {
                 "url": url,
                 "url_overridden_by_dest": url,
-                "domain": urlsplit(url).hostname or "",
+                "domain": _domain(url),
                 "is_reddit_media_domain": video,
                 "is_video": video,
                 "thumbnail": "default",
@@ -713,7 +723,7 @@ class FakeReddit:
             "ups": 1,
             "downs": 0,
             "upvote_ratio": 1.0,
-            "over_18": False,
+            "over_18": post.subreddit.lower() in self.nsfw_subreddits,
             "spoiler": False,
             "locked": post.locked,
             "archived": False,
@@ -780,7 +790,7 @@ class FakeReddit:
                 "link_permalink": f"https://www.reddit.com{post.permalink}",
                 "link_url": f"https://www.reddit.com{post.permalink}",
                 "num_comments": self._count_comments(post),
-                "over_18": False,
+                "over_18": post.subreddit.lower() in self.nsfw_subreddits,
                 "quarantine": False,
             }
         )
@@ -890,6 +900,7 @@ class FakeReddit:
             ("POST", "/api/comment", self._post_comment),
             ("GET", "/api/info", self._info),
             ("GET", "/user/{name}/about", self._user_about),
+            ("GET", "/r/{sub}/about", self._subreddit_about),
             ("GET", "/r/{sub}/comments", self._subreddit_comments),
             ("GET", "/r/{sub}/new", self._subreddit_new),
             ("GET", HOSTED_PATH + "{name}", self._hosted),
@@ -1086,6 +1097,19 @@ class FakeReddit:
     def _subreddits(self, request: web.Request) -> set[str]:
         # "a+b" is a multi-subreddit; Reddit matches names case-insensitively.
         return {name.lower() for name in request.match_info["sub"].split("+")}
+
+    async def _subreddit_about(self, request: web.Request) -> web.Response:
+        name = request.match_info["sub"]
+        data: JSON = {
+            "display_name": name,
+            "display_name_prefixed": f"r/{name}",
+            "id": self._subreddit_id(name).removeprefix("t5_"),
+            "name": self._subreddit_id(name),
+            "over18": name.lower() in self.nsfw_subreddits,
+            "subreddit_type": "public",
+            "created_utc": 1.0,
+        }
+        return web.json_response({"kind": "t5", "data": data})
 
     async def _subreddit_comments(self, request: web.Request) -> web.Response:
         subs = self._subreddits(request)

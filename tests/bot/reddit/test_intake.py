@@ -83,11 +83,11 @@ class Clock:
         return self.now
 
 
-def test_the_author_cooldown_counts_accepted_requests_only() -> None:
+def test_the_author_cooldown_counts_every_attempt() -> None:
     clock = Clock()
     limits = Limits(RedditConfig(author_cooldown_s=60), clock)
     limits.check("alice", "memes")
-    limits.note("Alice", "memes")
+    limits.attempt("Alice")
     clock.now += 45
     with pytest.raises(RateLimited, match="one picture every 60 s each, please: ask again in 15 s") as caught:
         limits.check("ALICE", "memes")
@@ -102,7 +102,7 @@ def test_the_subreddit_cap_is_per_hour_and_slides() -> None:
     limits = Limits(RedditConfig(author_cooldown_s=0, subreddit_per_hour=2), clock)
     for author in ("a", "b"):
         limits.check(author, "memes")
-        limits.note(author, "memes")
+        limits.accepted("memes")
         clock.now += 600
     with pytest.raises(
         RateLimited, match="r/Memes has had its 2 pictures this hour: ask again in 40 minutes"

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.reddit._media import ONLY_REDDIT, Picture, download, picture_of
+from bot.reddit._media import ONLY_REDDIT, Picture, download, picture_of, read_picture
 from generators.intake import MEDIA_HOSTS, BadImage, Fetcher, IntakeLimits
 
 HOSTED = "https://i.redd.it/abc123.png"
@@ -64,6 +64,41 @@ def test_the_picture_a_post_shows(post: dict[str, Any], picture: Picture | None)
     assert picture_of(post) == picture
 
 
+UNPARSEABLE = ("https://[::1/cat.png", "https://example.com\uff03@i.redd.it/cat.png")
+
+
+@pytest.mark.parametrize("url", UNPARSEABLE)
+@pytest.mark.parametrize("hint", ["image", "link", None])
+def test_a_url_python_cannot_parse_is_a_picture_by_its_extension_never_an_error(
+    url: str, hint: str | None
+) -> None:
+    assert picture_of({"url": url, "post_hint": hint}) == Picture(url)
+
+
+@pytest.mark.parametrize(
+    "post",
+    [
+        {"is_gallery": True, "gallery_data": {"items": []}},
+        {"is_gallery": True, "gallery_data": {"items": ["x"]}, "media_metadata": {}},
+        {"is_gallery": True, "gallery_data": [], "media_metadata": None},
+        {"crosspost_parent_list": ["not a post"]},
+        {"url": "https://i.redd.it/a.png", "post_hint": "image", "preview": {"images": "none"}},
+        {"url": 7, "post_hint": ["image"]},
+    ],
+    ids=[
+        "empty-gallery",
+        "item-not-a-dict",
+        "gallery-data-a-list",
+        "odd-crosspost",
+        "odd-preview",
+        "odd-types",
+    ],
+)
+def test_fields_no_real_post_has_read_as_no_picture_or_a_picture_never_an_error(post: dict[str, Any]) -> None:
+    found = read_picture(post)
+    assert found is None or isinstance(found, Picture)
+
+
 @pytest.fixture
 async def fetcher() -> AsyncIterator[Fetcher]:
     async with aiohttp.ClientSession() as session:
@@ -76,6 +111,7 @@ async def fetcher() -> AsyncIterator[Fetcher]:
         (Picture("https://i.imgur.com/a.png"), f"{ONLY_REDDIT}, not one linked from i.imgur.com"),
         (Picture("http://i.redd.it/a.png"), f"{ONLY_REDDIT}, not one linked from i.redd.it"),
         (Picture("https://v.redd.it/v1", video=True), f"{ONLY_REDDIT}, not a video"),
+        *((Picture(url), f"{ONLY_REDDIT}, not one linked from elsewhere") for url in UNPARSEABLE),
         (Picture(""), "Reddit has not finished processing that picture yet"),
         (Picture(HOSTED, 13000, 13000), "the image is 13000×13000 pixels; the limit is 4096×4096"),
     ],

@@ -86,6 +86,7 @@ async def run_bot(
     *,
     poll: bool = False,
     fetcher: FetcherFactory | None = None,
+    start_worker: bool = True,
     **reddit: Any,
 ) -> AsyncIterator[World]:
     """Start as ``memebot run`` does (store, web, Reddit, then ``recover``), on ``tmp_path/jobs.db``.
@@ -93,11 +94,14 @@ async def run_bot(
     Unless ``poll``, polling is left to the test (``world.bot.poll_once()``); leaving the block is a
     clean stop, and a test simulates a crash by calling ``world.bot.close(grace_s=0)`` first. Pictures
     are downloaded from the fake's media hosts (``fetcher``: ``loopback_fetcher()`` unless given).
+    Without ``start_worker`` jobs wait in the queue (a full queue, in tests of refusals).
     """
     settings = make_settings(fake, tmp_path, free_port(), **reddit)
     adapter = reddit_running if poll else connected
     async with (
-        open_service(backend, tmp_path / "jobs.db", tmp_path, per_user=5) as service,
+        open_service(
+            backend, tmp_path / "jobs.db", tmp_path, per_user=5, start_worker=start_worker
+        ) as service,
         web.running(settings, service),
         adapter(settings, service, fetcher=fetcher or loopback_fetcher()) as bot,
     ):
