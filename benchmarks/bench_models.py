@@ -18,9 +18,12 @@ Reported per case: images/s (a clip's frames count as images), model switches (c
 different models), loads, seconds the worker spent switching (evicting and loading), and the worst
 wait (submit to finished) of a light user, with ratios to the baseline. Then, per model, the cold load
 time, the first pipeline call after a load and a warm one, on the CPU and, when there is one, on the
-GPU, with the time to bring a model parked in CPU memory (``evict_to: cpu``) back to it.
+GPU, with the time to bring a model parked in CPU memory (``evict_to: cpu``) back to it, and (GPU
+only) what an eviction leaves on the card: ``tiny`` loaded, called, then evicted by loading
+``tiny-video`` through the pool, parked (``evict_to: cpu``) or freed, uncompiled and compiled (a
+compiled model's CUDA graphs hold memory of their own). ``--loads-only`` measures just these figures.
 
-    python benchmarks/bench_models.py [--json benchmarks/results/models.json] [--quick]
+    python benchmarks/bench_models.py [--json benchmarks/results/models.json] [--quick] [--loads-only]
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,8 +44,11 @@ from typing import Any, TypeVar
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
 from generators.pipelines import Backend, BatchSpec, Slot, load_backend
+from generators.pipelines.device import allocated, empty_cache, reserved, synchronize
 from generators.pool import ModelPool
 from generators.queue import BatchKey, InProcessQueue, JobQueue, JobSize, Ready
 from generators.requests import TERMINAL, Finished, GenerationRequest, Job, Kind
@@ -51,6 +59,8 @@ CLIP = ModelConfig(name="tiny-video", size=64, steps=4, frames=8)
 CONFIGS = {"tiny": GRID, "tiny-video": CLIP}
 GRID_N = 4
 T = TypeVar("T")
+GPU = torch.device("cuda")
+MIB = 1024**2
 HEAVY = ("grid-a", "clip-a", "grid-b", "clip-b", "grid-c", "clip-c")
 LIGHT = ("grid-light", "clip-light")
 
@@ -225,8 +235,7 @@ def timed(work: Callable[..., T], *args: Any) -> tuple[float, T]:
     """Seconds ``work(*args)`` takes, waiting for queued GPU work to finish; and its result."""
     started = time.perf_counter()
     result = work(*args)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    synchronize(GPU)
     return time.perf_counter() - started, result
 
 
@@ -268,9 +277,9 @@ def back_from_cpu(repeats: int) -> list[dict[str, Any]]:
     return [{"model": name, "back_from_cpu_s": round(statistics.median(s), 4)} for name, s in seconds.items()]
 
 
-def load_times(repeats: int) -> dict[str, Any]:
-    """Cold loads on CPU, and on the GPU with parking, when there is one."""
-    result: dict[str, Any] = {"cpu": cold_loads("cpu", repeats), "gpu": None}
+def load_times(repeats: int, compile_mode: str = "reduce-overhead") -> dict[str, Any]:
+    """Cold loads on CPU, and on the GPU with parking and freeing, when there is one."""
+    result: dict[str, Any] = {"cpu": cold_loads("cpu", repeats), "gpu": None, "evictions": None}
     if torch.cuda.is_available():
         gpu = cold_loads("cuda", repeats)
         parked = back_from_cpu(repeats)
@@ -278,8 +287,45 @@ def load_times(repeats: int) -> dict[str, Any]:
             row["back_from_cpu_s"] = back["back_from_cpu_s"]
             row["back_vs_fresh"] = round(back["back_from_cpu_s"] / row["cold_load_s"], 3)
         result["gpu"] = gpu
-        result["gpu_name"] = torch.cuda.get_device_name()
+        result["gpu_name"] = torch.cuda.get_device_name(GPU)
+        result["evictions"] = [eviction(to, mode) for mode in ("off", compile_mode) for to in ("cpu", "free")]
     return result
+
+
+def eviction(evict_to: str, compile_mode: str) -> dict[str, Any]:
+    """GPU only: ``tiny`` loaded and called, then evicted by a load of ``tiny-video``: seconds and MiB left.
+
+    Left on the card: what the allocator counts after the eviction beyond what was there before and
+    what ``tiny-video`` took; 0 is the goal (a parked model's weights are in CPU memory).
+    """
+    configs = {
+        "tiny": GRID.model_copy(update={"device": "cuda", "compile": compile_mode}),
+        "tiny-video": CLIP.model_copy(update={"device": "cuda"}),
+    }
+    gc.collect()
+    empty_cache(GPU)
+    base, base_reserved = allocated(GPU), reserved(GPU)
+    pool = ModelPool(configs, image="tiny", video="tiny-video", max_loaded=1, evict_to=evict_to)
+    load_s, backend = timed(pool.acquire, "tiny")  # with the warm-up of a compiled model
+    sample_call(backend, "tiny")
+    held = allocated(GPU) - base
+    del backend  # the pool's reference is the last one, as in the worker
+    switch_s, _ = timed(pool.acquire, "tiny-video")
+    video = next(state.memory_bytes or 0 for state in pool.states() if state.name == "tiny-video")
+    row = {
+        "model": "tiny",
+        "compile": compile_mode,
+        "evict_to": evict_to,
+        "load_s": round(load_s, 4),
+        "held_mib": round(held / MIB, 1),
+        "switch_s": round(switch_s, 4),  # evicting tiny and loading tiny-video
+        "left_mib": round((allocated(GPU) - base - video) / MIB, 1),
+        "reserved_mib": round((reserved(GPU) - base_reserved) / MIB, 1),
+    }
+    del pool
+    gc.collect()
+    empty_cache(GPU)
+    return row
 
 
 def print_schedules(rows: list[dict[str, Any]], jobs: int) -> None:
@@ -301,18 +347,31 @@ def print_loads(loads: dict[str, Any]) -> None:
         print(f"{line} {r['warm_call_s']:>11.3f} {back:>15}")
     if loads["gpu"] is None:
         print("GPU figures (load, back from CPU memory) are not available here: no CUDA device.")
+        return
+    print(f"\n{loads['gpu_name']}: tiny evicted by loading tiny-video (MiB left beyond tiny-video's own)")
+    head = f"{'compile':<16} {'evict_to':<8} {'load s':>7} {'held MiB':>9} {'switch s':>8} {'left MiB':>9}"
+    print(f"{head} {'reserved MiB':>12}")
+    for r in loads["evictions"]:
+        line = f"{r['compile']:<16} {r['evict_to']:<8} {r['load_s']:>7.2f} {r['held_mib']:>9.1f}"
+        print(f"{line} {r['switch_s']:>8.2f} {r['left_mib']:>9.1f} {r['reserved_mib']:>12.1f}")
 
 
-async def main() -> None:
+async def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Measure, print the tables, write the JSON; return what was written."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/models.json"))
     parser.add_argument("--quick", action="store_true", help="fewer jobs and one run per case")
-    args = parser.parse_args()
+    parser.add_argument("--loads-only", action="store_true", help="only the load, park and free figures")
+    parser.add_argument("--repeats", type=int, default=0, help="loads per model (default 7; quick 3)")
+    parser.add_argument("--compile-mode", default="reduce-overhead", help="the compiled eviction rows' mode")
+    args = parser.parse_args(argv)
     jobs_per_heavy, repeats = (2, 1) if args.quick else (4, 3)
-    loads = await asyncio.to_thread(load_times, 3 if args.quick else 7)
-    rows = await schedules(jobs_per_heavy, repeats)
+    load_repeats = args.repeats or (3 if args.quick else 7)
+    loads = await asyncio.to_thread(load_times, load_repeats, args.compile_mode)
+    rows = [] if args.loads_only else await schedules(jobs_per_heavy, repeats)
     jobs = len(workload(jobs_per_heavy))
-    print_schedules(rows, jobs)
+    if rows:
+        print_schedules(rows, jobs)
     print_loads(loads)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -324,6 +383,7 @@ async def main() -> None:
         "loads": loads,
     }
     args.json.write_text(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

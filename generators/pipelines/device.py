@@ -76,6 +76,11 @@ def allocated(device: DeviceLike) -> int:
     return torch.cuda.memory_allocated(torch.device(device)) if on_cuda(device) else 0
 
 
+def reserved(device: DeviceLike) -> int:
+    """Bytes torch's allocator holds on ``device`` (tensors and its cache); 0 off CUDA."""
+    return torch.cuda.memory_reserved(torch.device(device)) if on_cuda(device) else 0
+
+
 def total_memory(device: DeviceLike) -> int | None:
     """Bytes of memory ``device`` has in all; None off CUDA."""
     if not on_cuda(device):

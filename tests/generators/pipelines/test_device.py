@@ -24,6 +24,7 @@ from generators.pipelines.device import (
     native_bf16,
     pick_dtype,
     placement,
+    reserved,
     total_memory,
 )
 
@@ -66,6 +67,7 @@ def cards(monkeypatch: pytest.MonkeyPatch) -> FakeCards:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: fake.capabilities[fake.index(d)])
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d=None: fake.allocated[fake.index(d)])
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d=None: 2 * fake.allocated[fake.index(d)])
     monkeypatch.setattr(
         torch.cuda,
         "get_device_properties",
@@ -118,6 +120,7 @@ def test_memory_is_read_on_the_models_card(cards: FakeCards) -> None:
         cards.current = current
         assert allocated("cuda:1") == 3 * GIB
         assert allocated(torch.device("cuda:0")) == 1 * GIB
+        assert reserved("cuda:1") == 6 * GIB
         assert total_memory("cuda:1") == 80 * GIB
         assert free_memory("cuda:1") == 70 * GIB
         assert total_memory("cuda:0") == 16 * GIB
@@ -133,6 +136,7 @@ def test_the_cache_is_emptied_on_the_models_card_and_the_current_one_is_kept(car
 def test_off_cuda_nothing_is_counted_or_emptied(cards: FakeCards) -> None:
     for device in ("cpu", "mps", torch.device("cpu")):
         assert allocated(device) == 0
+        assert reserved(device) == 0
         assert total_memory(device) is None
         assert free_memory(device) is None
         empty_cache(device)
