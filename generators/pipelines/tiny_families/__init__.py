@@ -17,7 +17,9 @@ from typing import Literal
 
 from generators.pipelines.tiny import write_tiny_image, write_tiny_video
 from generators.pipelines.tiny_families.image import write_flux, write_flux_dev, write_sd3, write_sdxl
-from generators.pipelines.tiny_families.video import write_cogvideox, write_ltx, write_wan
+from generators.pipelines.tiny_families.picture_to_video import write_cogvideox_i2v, write_svd, write_wan_i2v
+from generators.pipelines.tiny_families.transformer_image import write_pixart_sigma, write_sana
+from generators.pipelines.tiny_families.video import write_animatediff, write_cogvideox, write_ltx, write_wan
 
 Builder = Callable[[Path, int], Path]
 
@@ -54,10 +56,16 @@ TINY: dict[str, Builder] = {
     "sd3": write_sd3,
     "flux": write_flux,
     "flux-dev": write_flux_dev,
+    "pixart-sigma": write_pixart_sigma,
+    "sana": write_sana,
     "modelscope": write_tiny_video,
+    "animatediff": write_animatediff,
     "cogvideox": write_cogvideox,
     "ltx": write_ltx,
     "wan": write_wan,
+    "wan-i2v": write_wan_i2v,
+    "cogvideox-i2v": write_cogvideox_i2v,
+    "svd": write_svd,
 }
 
 INFO: dict[str, TinyInfo] = {
@@ -72,6 +80,20 @@ INFO: dict[str, TinyInfo] = {
             "prompt only with true_cfg_scale > 1; guidance_scale ignored",
         ),
         _image("flux-dev", "FLUX.1-dev: as flux, plus the guidance embedding (guidance_scale counts)"),
+        _image(
+            "pixart-sigma",
+            "PixArt-Σ: 4 channels at 1/8, 2x2 patches; bins sizes to a 1024-px table unless "
+            "use_resolution_binning=False; clean_caption (default on) wants bs4 and ftfy; "
+            "legacy `callback` only",
+            use_resolution_binning=False,
+            clean_caption=False,
+        ),
+        _image(
+            "sana",
+            "Sana 1600M: DC-AE 32 channels at 1/32 (sides multiple of 32); bins sizes to a 1024-px table "
+            "unless use_resolution_binning=False",
+            use_resolution_binning=False,
+        ),
         _video("modelscope", "ModelScope T2V: 4 channels at 1/8, any frame count; legacy `callback` only"),
         _video(
             "cogvideox",
@@ -84,5 +106,22 @@ INFO: dict[str, TinyInfo] = {
             "packed latents; LTXImageToVideoPipeline loads the same folder",
         ),
         _video("wan", "Wan 2.1 T2V 1.3B: 16 channels at 1/8, 1/4 in time, frames 4k+1; UniPC flow scheduler"),
+        _video("animatediff", "AnimateDiff: SD 1.5 UNet + MotionAdapter, 4 channels at 1/8, 1 to 32 frames"),
+        _video(
+            "wan-i2v",
+            "Wan 2.1 I2V 14B: as wan plus a CLIP image encoder; image= is the first frame; frames 4k+1; "
+            "its prompt cleaning needs ftfy installed",
+            takes_picture=True,
+        ),
+        _video(
+            "cogvideox-i2v",
+            "CogVideoX-5b-I2V: 16 channels, 32 in; learned positions fix the size: 64 px, 9 frames only",
+            takes_picture=True,
+        ),
+        _video(
+            "svd",
+            "Stable Video Diffusion: image= only, no prompt; 4 channels at 1/8; any frame count (default 14)",
+            takes_picture=True,
+        ),
     )
 }

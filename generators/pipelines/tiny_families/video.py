@@ -5,21 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from diffusers import (
+    AnimateDiffPipeline,
     AutoencoderKLCogVideoX,
     AutoencoderKLLTXVideo,
     AutoencoderKLWan,
     CogVideoXDDIMScheduler,
     CogVideoXPipeline,
     CogVideoXTransformer3DModel,
+    DDIMScheduler,
     FlowMatchEulerDiscreteScheduler,
     LTXPipeline,
     LTXVideoTransformer3DModel,
+    MotionAdapter,
+    UNet2DConditionModel,
     UniPCMultistepScheduler,
     WanPipeline,
     WanTransformer3DModel,
 )
 
-from generators.pipelines.tiny_families._parts import T5_HIDDEN, seed_all, t5_text, t5_tokenizer, umt5_text
+from generators.pipelines.tiny_families._parts import (
+    CLIP_HIDDEN,
+    T5_HIDDEN,
+    clip_text,
+    clip_tokenizer,
+    image_vae,
+    seed_all,
+    t5_text,
+    t5_tokenizer,
+    umt5_text,
+)
 
 WAN_CHANNELS = 16
 COGVIDEOX_CHANNELS = 16
@@ -53,6 +67,8 @@ def wan_transformer(in_channels: int = WAN_CHANNELS, image_dim: int | None = Non
         qk_norm="rms_norm_across_heads",
         rope_max_seq_len=32,
         image_dim=image_dim,
+        # Wan 2.1 I2V attends to the image tokens through their own key/value projections.
+        added_kv_proj_dim=None if image_dim is None else 2 * 12,
     )
 
 
@@ -129,7 +145,7 @@ def write_ltx(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def cogvideox_vae() -> AutoencoderKLCogVideoX:
+def cogvideox_vae(scaling_factor: float = 1.15258426) -> AutoencoderKLCogVideoX:
     """CogVideoX's autoencoder: 16 channels, 1/8 in space, 1/4 in time (frames before channels in latents)."""
     return AutoencoderKLCogVideoX(
         in_channels=3,
@@ -141,17 +157,18 @@ def cogvideox_vae() -> AutoencoderKLCogVideoX:
         layers_per_block=1,
         norm_num_groups=2,
         temporal_compression_ratio=4,
+        scaling_factor=scaling_factor,
     )
 
 
 def cogvideox_transformer(
-    in_channels: int = COGVIDEOX_CHANNELS, **config: object
+    in_channels: int = COGVIDEOX_CHANNELS, heads: int = 4, head_size: int = 8, **config: object
 ) -> CogVideoXTransformer3DModel:
     """CogVideoX's expert DiT, 2x2 patches, 226 text positions as the real one; sized for 64 px, 9 frames."""
     return CogVideoXTransformer3DModel(
         # heads x head size must be a multiple of 16 for the 3-D positional embedding.
-        num_attention_heads=4,
-        attention_head_dim=8,
+        num_attention_heads=heads,
+        attention_head_dim=head_size,
         in_channels=in_channels,
         out_channels=COGVIDEOX_CHANNELS,
         time_embed_dim=2,
@@ -192,6 +209,47 @@ def write_cogvideox(folder: Path, seed: int = 0) -> Path:
         vae=cogvideox_vae(),
         transformer=cogvideox_transformer(),
         scheduler=cogvideox_scheduler(),
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def write_animatediff(folder: Path, seed: int = 0) -> Path:
+    """AnimateDiff v1.5: an SD 1.5 UNet with a MotionAdapter, 4 channels at 1/8; any frame count up to 32."""
+    seed_all(seed)
+    tokenizer = clip_tokenizer()
+    widths = (8, 16)
+    unet = UNet2DConditionModel(
+        block_out_channels=widths,
+        layers_per_block=1,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=CLIP_HIDDEN,
+        norm_num_groups=4,
+    )
+    adapter = MotionAdapter(
+        block_out_channels=widths,
+        motion_layers_per_block=1,
+        motion_norm_num_groups=4,
+        motion_num_attention_heads=2,
+    )
+    pipe = AnimateDiffPipeline(
+        vae=image_vae(4),
+        text_encoder=clip_text(len(tokenizer)),
+        tokenizer=tokenizer,
+        unet=unet,
+        motion_adapter=adapter,
+        scheduler=DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="linear",
+            clip_sample=False,
+            timestep_spacing="linspace",
+            steps_offset=1,
+        ),
     )
     pipe.save_pretrained(folder)
     return folder
