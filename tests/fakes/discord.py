@@ -258,11 +258,26 @@ class FakeDiscord:
             self.guild.members[user.id] = FakeMember(user, roles=[r.id for r in roles])
         return user
 
-    def add_role(self, name: str, permissions: int = 0) -> FakeRole:
-        """A new role in the default guild (add it before the client connects, so its cache has it)."""
-        role = FakeRole(self.ids.next(), name, permissions, position=len(self.guild.roles))
-        self.guild.roles.append(role)
+    def add_role(self, name: str, permissions: int = 0, *, guild: FakeGuild | None = None) -> FakeRole:
+        """A new role in ``guild`` (the default one unless given); add it before the client connects, so
+        its cache has it."""
+        guild = guild or self.guild
+        role = FakeRole(self.ids.next(), name, permissions, position=len(guild.roles))
+        guild.roles.append(role)
         return role
+
+    def add_guild(self, name: str, *, owner: FakeUser | None = None) -> FakeGuild:
+        """Another guild the bot is in, laid out like the default one (add it before the client connects,
+        so READY lists it); ``owner`` (a new user unless given) is its only other member so far."""
+        owner = owner or self.add_user(f"owner{len(self.guilds) + 1}", in_guild=False)
+        guild = default_guild(self.ids, bot=self.bot, people=[owner], name=name)
+        self.guilds[guild.id] = guild
+        self.channels |= {c.id: c for c in guild.channels}
+        return guild
+
+    def join(self, user: FakeUser, guild: FakeGuild, *, roles: Sequence[FakeRole] = ()) -> None:
+        """Make ``user`` a member of ``guild`` with ``roles``."""
+        guild.members[user.id] = FakeMember(user, roles=[r.id for r in roles])
 
     def channel(self, name: str) -> FakeChannel:
         """A channel of the default guild by name: ``general``, ``memes``, ``nsfw`` (age-restricted)."""

@@ -536,8 +536,11 @@ def emoji_payload(emoji: str) -> dict[str, Any]:
     return {"id": emoji_id or None, "name": name}
 
 
-def default_guild(ids: Snowflakes, *, bot: FakeUser, people: Iterable[FakeUser]) -> FakeGuild:
-    """A guild with ``#general``, ``#memes``, an age-restricted ``#nsfw``, two roles and the bot."""
+def default_guild(
+    ids: Snowflakes, *, bot: FakeUser, people: Iterable[FakeUser], name: str = "Meme Lab"
+) -> FakeGuild:
+    """A guild with ``#general``, ``#memes``, an age-restricted ``#nsfw``, two roles and the bot; the
+    first of ``people`` owns it."""
     guild_id = ids.next()
     owner, *others = list(people)
     bot_role = FakeRole(ids.next(), bot.username, BOT_PERMISSIONS, position=1, managed=True)
@@ -550,7 +553,7 @@ def default_guild(ids: Snowflakes, *, bot: FakeUser, people: Iterable[FakeUser])
     members = {bot.id: FakeMember(bot, roles=[bot_role.id])}
     for person in (owner, *others):
         members[person.id] = FakeMember(person)
-    return FakeGuild(guild_id, "Meme Lab", owner.id, channels, roles, members)
+    return FakeGuild(guild_id, name, owner.id, channels, roles, members)
 
 
 class Waiter(Protocol):

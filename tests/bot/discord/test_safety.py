@@ -5,6 +5,7 @@ Hostile inputs as a member would type them, against the fake Discord.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from collections.abc import Iterable
@@ -13,9 +14,13 @@ from typing import Any
 
 from PIL import Image
 
+from bot.jobs import JobService
+from bot.store import JobRecord, JobStatus
 from generators.pipelines import DiffusersBackend
+from generators.requests import new_job_id
 from tests.bot.discord.test_bot import delivered, discord_env, has_file, imagine, job_id_of, newest_job
 from tests.fakes.discord import FakeDiscord, FakeMessage, RestCall
+from tests.fakes.discord_models import FakeGuild
 
 HOSTILE = "@everyone @here <@&{role}> hi"
 MASKED = "[Free Nitro](https://example.com/nitro) cat"
@@ -272,4 +277,74 @@ async def test_an_age_restricted_result_is_hidden_in_a_safe_hall_of_fame(
             lambda: next((m for m in fake.messages_in(hall) if m.attachments), None), timeout=10
         )
         assert famous.attachments[0].filename.startswith("SPOILER_")
+        fake.assert_clean()
+
+
+def other_server(fake: FakeDiscord) -> FakeGuild:
+    """A second server with both members: bob moderates it (and only it), alice is a member."""
+    other = fake.add_guild("Elsewhere")
+    fake.join(fake.bob, other, roles=[fake.add_role("mods", permissions=MANAGE_MESSAGES, guild=other)])
+    fake.join(fake.alice, other)
+    return other
+
+
+def posted_in(fake: FakeDiscord, guild: FakeGuild) -> list[FakeMessage]:
+    """The bot's messages with a file in any channel of ``guild``."""
+    return [m for c in guild.channels for m in fake.messages_in(c) if m.attachments]
+
+
+async def assert_only_at_home(fake: FakeDiscord, job_id: str, other: FakeGuild) -> None:
+    """/show and /meme job: refuse the result in ``other`` for its requester and for a moderator
+    there, in a safe and in an age-restricted channel; at home its requester may post it, hidden."""
+    already = posted_in(fake, other)
+    for name, options in (("show", {"job": job_id}), ("meme", {"job": job_id, "top": "hi"})):
+        for user in (fake.bob, fake.alice):
+            for place in (other.channel("general"), other.channel("nsfw")):
+                refused = await answer(fake, name, options, user=user, channel_id=place.id)
+                assert refused.ephemeral and "only be posted again in the server it was made in" in (
+                    refused.content
+                )
+        shown = await answer(fake, name, options, user=fake.alice)
+        assert not shown.ephemeral and shown.attachments[0].filename.startswith("SPOILER_")
+    assert posted_in(fake, other) == already
+    # bob moderates the other server, not this one: his rights there count for nothing here.
+    refused = await answer(fake, "show", {"job": job_id}, user=fake.bob)
+    assert refused.ephemeral and "only the person who asked for it or a moderator" in refused.content
+
+
+async def test_an_age_restricted_result_is_reposted_only_in_its_own_server(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    other = other_server(fake)
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        made = await imagine(env, {"prompt": "a cat", "n": 1}, channel_id=fake.channel("nsfw").id)
+        await assert_only_at_home(fake, job_id_of(made), other)
+        fake.assert_clean()
+
+
+async def flagged_copy(service: JobService, record: JobRecord) -> str:
+    """A stored job like ``record``'s whose result the image classifier flagged, as the worker writes
+    one; its id."""
+    assert record.result is not None
+    job = dataclasses.replace(record.job, id=new_job_id())
+    await service.store.add(job, platform="discord", reply_to=record.reply_to)
+    await service.store.transition(job.id, JobStatus.RUNNING)
+    flagged = dataclasses.replace(record.result, job_id=job.id, nsfw=(0,), nsfw_labels=("explicit",))
+    await service.store.transition(job.id, JobStatus.DONE, result=flagged)
+    await service.store.transition(job.id, JobStatus.DELIVERED, delivery_ref="0")
+    return job.id
+
+
+async def test_a_result_the_classifier_flagged_is_reposted_only_in_its_own_server(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    other = other_server(fake)
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        made = await imagine(env, {"prompt": "a dog", "n": 1})  # in a safe channel: not restricted
+        record = await delivered(env.service, job_id_of(made))
+        shown = await answer(
+            fake, "show", {"job": record.id}, user=fake.bob, channel_id=other.channel("general").id
+        )
+        assert not shown.attachments[0].filename.startswith("SPOILER_")  # an ordinary result goes anywhere
+        await assert_only_at_home(fake, await flagged_copy(env.service, record), other)
         fake.assert_clean()
