@@ -26,8 +26,8 @@ from generators.config import (
     RenderConfig,
     Section,
     WorkerConfig,
+    entry_kind,
 )
-from generators.presets import kind_of
 
 DEFAULT_PATH = Path("config.yaml")
 
@@ -272,7 +272,7 @@ class Settings(Section):
             return self
         if "models" in self.model_fields_set:
             raise ValueError(MODEL_AND_MODELS)
-        models = ModelsConfig.single(self.model, kind_of(self.model))
+        models = ModelsConfig.single(self.model, entry_kind(self.model))
         return self.model_copy(update={"models": models, "model": None})
 
     @staticmethod

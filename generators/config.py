@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from generators.presets import kind_of
+from generators.requests import Kind
+
 MIB = 1024 * 1024
 
 
@@ -26,7 +29,7 @@ class ModelConfig(Section):
 
     name: str = Field(
         "tiny",
-        description="A preset (tiny, tiny-video, sd-turbo, modelscope-t2v), a hub id or a local folder.",
+        description="A preset (tiny, sd-turbo, flux-schnell, wan2.1-t2v-1.3b...), a hub id or a folder.",
     )
     path: Path | None = Field(None, description="Local folder with the weights; overrides the hub download.")
     kind: Literal["auto", "image", "video"] = "auto"
@@ -59,16 +62,36 @@ class ModelConfig(Section):
         " scheduler is a few-step one (LCM, TCD), else 50.",
     )
     compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
-        "off", description="torch.compile the UNet (CUDA graphs with reduce-overhead); warms up at load."
+        "off",
+        description="torch.compile the denoiser (UNet or transformer; CUDA graphs with reduce-overhead and"
+        " max-autotune); warms up at load.",
     )
-    channels_last: bool = Field(False, description="Channels-last memory format for the UNet and VAE.")
+    channels_last: bool = Field(False, description="Channels-last memory format for the denoiser and VAE.")
     fuse_qkv: bool = Field(False, description="Fuse attention's query, key and value projections.")
+    offload: Literal["none", "model", "sequential", "group"] = Field(
+        "none",
+        description="Keep weights in CPU memory and move them to the GPU as they are used: model (whole"
+        " models, ~1.2x slower), group (blocks streamed, slower) or sequential (layer by layer, slowest,"
+        " least memory). For models larger than the GPU.",
+    )
+    quantize: Literal["none", "int8", "fp8", "nf4"] = Field(
+        "none",
+        description="Quantize the denoiser when loading: int8 or fp8 weights (torchao), or nf4"
+        " (bitsandbytes, 4-bit); about half or a quarter of the memory, needs the backend installed.",
+    )
+    vae_tiling: bool = Field(False, description="Decode in tiles: big images and long clips in less memory.")
+    vae_slicing: bool = Field(False, description="Decode a batch one image at a time: less memory.")
 
     @model_validator(mode="after")
     def _steps_within_max(self) -> ModelConfig:
         if self.steps is not None and self.max_steps is not None and self.steps > self.max_steps:
             raise ValueError(f"steps ({self.steps}) must not exceed max_steps ({self.max_steps})")
         return self
+
+
+def entry_kind(config: ModelConfig) -> Literal["image", "video"]:
+    """ "image" or "video" for a model entry, without loading it (its kind, preset or folder says)."""
+    return "video" if kind_of(config.name, config.kind, config.path) is Kind.VIDEO else "image"
 
 
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
@@ -119,11 +142,9 @@ class ModelsConfig(Section):
                 raise ValueError(f"{which}: {default!r} is not one of the entries ({names})")
         if self.image is None and self.video is None:
             raise ValueError("set image or video to one of the entries")
-        from generators.presets import kind_of
-
-        if self.image is not None and kind_of(self.entries[self.image]) != "image":
+        if self.image is not None and entry_kind(self.entries[self.image]) != "image":
             raise ValueError(f"image: {self.image!r} is not an image model (set its kind: image)")
-        if self.video is not None and kind_of(self.entries[self.video]) != "video":
+        if self.video is not None and entry_kind(self.entries[self.video]) != "video":
             raise ValueError(f"video: {self.video!r} is not a clip model (set its kind: video)")
         return self
 

@@ -44,3 +44,12 @@ class NotFound(UserError):
 
 class ModelLoadError(Exception):
     """The configured model cannot be loaded; the message says what to do about it."""
+
+
+class Unsupported(Exception):
+    """A job asked its model for something the loaded pipeline cannot do; the message is for its owner.
+
+    Requests are checked against what a model can do before they are queued; this is the worker's last
+    word when a model turned out, once loaded, to lack it (a generic pipeline without an image-to-image
+    form, say): the job fails saying so, never "failed on our side".
+    """

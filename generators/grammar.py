@@ -130,21 +130,20 @@ def _build(
             fields.update(_READERS[name](raw, limits))
     if source is None and "strength" in fields:
         raise BadRequest(
-            "--strength needs a picture to start from: attach one, or reply to a message that has one",
+            "--strength needs a picture to start from: send one with the command (on the command line"
+            " --image FILE, in Discord an attachment or a reply to a picture, on Reddit a mention under"
+            " a picture post)",
             flag="--strength",
         )
     if source is not None:
-        if video:
-            raise BadRequest(NO_CLIP_REMIX, flag="--video")
         fields["source"] = source
-        fields.setdefault("strength", limits.default_strength)
+        if not video:  # a clip starts from the picture as its first frame: there is nothing to redraw
+            fields.setdefault("strength", limits.default_strength)
+        elif "strength" in fields:
+            raise BadRequest("--strength is for remixes; an animation keeps its picture", flag="--strength")
         if "ar" not in values and source.width and source.height:
             fields["aspect"] = nearest_ratio(source.width, source.height, limits.max_aspect)
-        _check_remix_steps(fields.get("steps"), fields["strength"])
     return GenerationRequest(**fields)
-
-
-NO_CLIP_REMIX = "clips can't start from a picture: leave out --video, or use an image model"
 
 
 #: The shapes a remix snaps a picture's own to when no --ar is given (a tidy reproduce line).
@@ -157,28 +156,6 @@ def nearest_ratio(width: int, height: int, max_aspect: float) -> tuple[int, int]
     allowed = [(w, h) for w, h in shapes if max(w, h) / min(w, h) <= max_aspect]
     target = math.log(width / height)
     return min(allowed, key=lambda shape: abs(math.log(shape[0] / shape[1]) - target))
-
-
-def min_steps(strength: float) -> int:
-    """The fewest scheduled steps that leave at least one denoising step at ``strength``.
-
-    Diffusers' image-to-image pipelines run ``int(steps × strength)`` of the steps; distilled models
-    default to one or two steps, so a remix of theirs needs more scheduled to run any.
-    """
-    steps = max(1, math.ceil(1 / strength))
-    while int(steps * strength) < 1:  # the same float product the pipeline computes
-        steps += 1
-    return steps
-
-
-def _check_remix_steps(steps: int | None, strength: float) -> None:
-    if steps is not None and int(steps * strength) < 1:
-        least = min_steps(strength)
-        raise BadRequest(
-            f"--steps {steps} at --strength {strength:g} leaves no step to run (a remix runs steps × "
-            f"strength of them): use --steps {least} or more, or a higher --strength",
-            flag="--steps",
-        )
 
 
 def _strength(raw: str, limits: LimitsConfig) -> dict[str, Any]:
@@ -304,31 +281,9 @@ def provenance(request: GenerationRequest) -> str:
     if source is None:
         return ""
     start = f"job {source.job}" if source.job else f"image sha256:{source.digest[:12]}…"
+    if request.kind is Kind.VIDEO:
+        return f"animation of {start}"
     return f"remix of {start} at strength {request.strength or 0:g}"
-
-
-def size_for(aspect: tuple[int, int], native: int, max_side: int, multiple: int = 64) -> tuple[int, int]:
-    """Width and height near ``native``² pixels in the ratio ``aspect``, multiples of ``multiple``.
-
-    Each side is rounded to the nearest multiple (at least one multiple); when a side would pass
-    ``max_side``, both shrink by the same factor and round down. ``multiple`` is the floor of each side,
-    so it wins over a ``max_side`` below it, and very stretched ratios come out less stretched.
-    """
-    ratio = aspect[0] / aspect[1]
-    width, height = native * math.sqrt(ratio), native / math.sqrt(ratio)
-    if max(width, height) > max_side:
-        scale = max_side / max(width, height)
-        return _down(width * scale, multiple), _down(height * scale, multiple)
-    cap = _down(max_side, multiple)
-    return min(cap, _nearest(width, multiple)), min(cap, _nearest(height, multiple))
-
-
-def _nearest(value: float, multiple: int) -> int:
-    return max(multiple, round(value / multiple) * multiple)
-
-
-def _down(value: float, multiple: int) -> int:
-    return max(multiple, math.floor(value / multiple) * multiple)
 
 
 def help_text(limits: LimitsConfig) -> str:

@@ -10,10 +10,20 @@ import dataclasses
 import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from generators.config import LimitsConfig
+from generators.config import LimitsConfig, ModelConfig
 from generators.errors import BadRequest
-from generators.grammar import NO_CLIP_REMIX, min_steps, size_for
+from generators.families import (
+    Family,
+    Negative,
+    StepRule,
+    denoising_steps,
+    min_steps,
+    scheduler_extra_steps,
+)
+from generators.plan import Plan, size_for
+from generators.presets import PRESETS, Preset, family_of
 from generators.requests import GenerationRequest, Kind
 from generators.text import clip
 
@@ -45,15 +55,56 @@ class ModelInfo:
     dtype: str
     note: str = ""
     max_work: float = DEFAULT_MAX_WORK
+    #: The family (``generators.families``) and what it can honour, known before loading and
+    #: confirmed by the loaded pipeline's own call.
+    family: str = ""
+    negative: Negative = "native"
+    remix: bool = True
+    animate: bool = False
+    prompt: bool = True
+    step_rule: StepRule = "floor"
+    frames_step: int = 1
+    #: Steps the scheduler runs beyond those asked for (PNDM's PLMS form: one).
+    extra_steps: int = 0
+    true_cfg: float = 4.0
+    licence: str = ""
+
+    @property
+    def kind_word(self) -> str:
+        """ "image" or "clip", as users say it."""
+        return "clip" if self.kind is Kind.VIDEO else "image"
+
+    @property
+    def takes_picture(self) -> bool:
+        """Whether a request may start from a picture: a remix (images) or an animation (clips)."""
+        return self.animate if self.kind is Kind.VIDEO else self.remix
 
     def steps_for(self, request: GenerationRequest) -> int:
         """The steps ``request`` schedules: its own, else this model's default, raised for a remix
-        until at least one step runs at its strength (see ``grammar.min_steps``)."""
+        until at least one step runs at its strength (see ``families.min_steps``)."""
         if request.steps is not None:
             return request.steps
         if request.strength is not None:
-            return max(self.steps, min_steps(request.strength))
+            return max(self.steps, min_steps(request.strength, self.step_rule))
         return self.steps
+
+    def plan(self, request: GenerationRequest, max_side: int = _MAX_SIDE) -> Plan:
+        """How ``request`` runs on this model: size, scheduled and real steps, strength, frames."""
+        width, height = size_for(request.aspect, self.size, max_side)
+        steps = self.steps_for(request)
+        strength = request.strength if request.source is not None else None
+        # An animation's picture is its first frame, not a start to denoise from: every step runs.
+        ratio = strength if self.kind is Kind.IMAGE else None
+        return Plan(
+            width=width,
+            height=height,
+            steps=steps,
+            denoising_steps=denoising_steps(steps, ratio, self.step_rule) + self.extra_steps,
+            strength=ratio,
+            frames=self.frames if self.kind is Kind.VIDEO else 0,
+            true_cfg=bool(request.negative) and self.negative == "true_cfg",
+            picture=request.source is not None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +174,9 @@ class Catalog:
         side, which sizes the request as the worker will).
         """
         model = self.model_for(request)
-        if request.remix and model.kind is Kind.VIDEO:
-            raise BadRequest(
-                f"{NO_CLIP_REMIX} ({model.name} makes clips)" + _other(self.of_kind(Kind.IMAGE), "image")
-            )
         if model.kind is Kind.VIDEO and request.kind is Kind.IMAGE:
             request = dataclasses.replace(request, kind=Kind.VIDEO, n=1)
+        self._check_flags(request, model)
         if request.steps is not None and request.steps > model.max_steps:
             raise BadRequest(f"--steps must be at most {model.max_steps} for {model.name}", flag="--steps")
         if (needed := model.steps_for(request)) > model.max_steps:  # a remix's raised default
@@ -137,8 +185,31 @@ class Catalog:
                 f"{model.max_steps}: use a higher --strength",
                 flag="--strength",
             )
+        _check_remix_steps(request, model)
         _check_work(request, model, max_side)
         return dataclasses.replace(request, model=model.name)
+
+    def _check_flags(self, request: GenerationRequest, model: ModelInfo) -> None:
+        """Refuse what ``model`` cannot honour, before anything is queued (never drop it silently)."""
+        if request.negative and model.negative == "none":
+            raise BadRequest(
+                f"{model.name} takes no negative prompt, so --no can't be used with it"
+                + _other([m for m in self.of_kind(model.kind) if m.negative != "none"], model.kind_word),
+                flag="--no",
+            )
+        if request.remix and not model.takes_picture:
+            can = [m for m in self.of_kind(model.kind) if m.takes_picture]
+            what = "animate a picture" if model.kind is Kind.VIDEO else "remix a picture"
+            raise BadRequest(
+                f"{model.name} can't {what}" + _other(can, f"{model.kind_word} models that can", named=True),
+                flag="--video" if model.kind is Kind.VIDEO else "--strength",
+            )
+        if not request.remix and not model.prompt:
+            raise BadRequest(
+                f"{model.name} only animates a picture: attach one, or pick another model"
+                + _other([m for m in self.of_kind(model.kind) if m.prompt], model.kind_word),
+                flag="--model",
+            )
 
     def model_for(self, request: GenerationRequest) -> ModelInfo:
         """The model ``request`` runs on: the one it names, else the default for its kind."""
@@ -163,10 +234,28 @@ class Catalog:
 
 
 def work_of(request: GenerationRequest, model: ModelInfo, max_side: int = _MAX_SIDE) -> float:
-    """How much work ``request`` asks of ``model``, in megapixel-steps (see ModelInfo.max_work)."""
-    width, height = size_for(request.aspect, model.size, max_side)
+    """How much work ``request`` asks of ``model``, in megapixel-steps (see ModelInfo.max_work).
+
+    A clip counts its frames as images; true classifier-free guidance (a negative prompt on FLUX.1)
+    runs the denoiser twice per step, so it counts twice.
+    """
+    plan = model.plan(request, max_side)
     images = model.frames if request.kind is Kind.VIDEO else request.n
-    return images * model.steps_for(request) * width * height / MEGAPIXEL
+    passes = 2 if plan.true_cfg else 1
+    return passes * images * model.steps_for(request) * plan.width * plan.height / MEGAPIXEL
+
+
+def _check_remix_steps(request: GenerationRequest, model: ModelInfo) -> None:
+    if request.steps is None or request.strength is None or model.kind is Kind.VIDEO:
+        return
+    if denoising_steps(request.steps, request.strength, model.step_rule) < 1:
+        least = min_steps(request.strength, model.step_rule)
+        raise BadRequest(
+            f"--steps {request.steps} at --strength {request.strength:g} leaves no step to run on "
+            f"{model.name} (a remix runs part of its steps): use --steps {least} or more, or a higher "
+            "--strength",
+            flag="--steps",
+        )
 
 
 def _check_work(request: GenerationRequest, model: ModelInfo, max_side: int) -> None:
@@ -189,6 +278,81 @@ def _check_work(request: GenerationRequest, model: ModelInfo, max_side: int) -> 
     )
 
 
-def _other(models: Iterable[ModelInfo], what: str) -> str:
+def _other(models: Iterable[ModelInfo], what: str, *, named: bool = False) -> str:
     names = [model.name for model in models]
-    return f" (the {what} models are {', '.join(names)})" if names else ""
+    if not names:
+        return ""
+    return f" (the {what}: {', '.join(names)})" if named else f" (the {what} models are {', '.join(names)})"
+
+
+def model_info(
+    name: str, config: ModelConfig, preset: Preset, family: Family, *, device: str, dtype: str
+) -> ModelInfo:
+    """Defaults from the preset (or the family), overridden by the config; ``name`` is what users call it."""
+    kind = Kind(config.kind) if config.kind != "auto" else family.kind
+    return ModelInfo(
+        name=name,
+        source=str(config.path or preset.source or config.name),
+        kind=kind,
+        steps=min(config.steps or preset.steps, config.max_steps or preset.max_steps),
+        max_steps=config.max_steps or preset.max_steps,
+        guidance=preset.guidance if config.guidance is None else config.guidance,
+        size=config.size or preset.size,
+        frames=_frames(config.frames or preset.frames, family),
+        fps=config.fps if "fps" in config.model_fields_set else preset.fps,
+        device=device,
+        dtype=dtype,
+        note=preset.note,
+        max_work=config.max_work or preset.max_work,
+        family=family.name,
+        negative=family.negative,
+        remix=bool(family.remix),
+        animate=bool(family.animate),
+        prompt=family.prompt,
+        step_rule=family.step_rule,
+        frames_step=family.frames_step,
+        true_cfg=family.true_cfg,
+        licence=preset.licence,
+    )
+
+
+def _frames(frames: int, family: Family) -> int:
+    """``frames``, or the nearest count the family's temporal compression takes (9 for 8, say)."""
+    return frames if family.valid_frames(frames) else family.nearest_frames(frames)
+
+
+#: A few-step scheduler (LCM, TCD): more steps would only cost time.
+FEW_STEP_SCHEDULERS = ("LCMScheduler", "TCDScheduler")
+
+
+def preset_for(config: ModelConfig, family: Family) -> Preset:
+    """The entry's preset, or defaults from its family for a hub id or folder that is not one."""
+    preset = PRESETS.get(config.name)
+    if preset is not None:
+        return preset
+    work = 64.0 if family.kind is Kind.IMAGE else 200.0
+    return Preset(
+        "custom", "", family.name, family.steps, family.guidance, family.size,
+        frames=family.frames, fps=family.fps, max_work=work,
+    )  # fmt: skip
+
+
+def describe_model(config: ModelConfig, name: str | None = None) -> ModelInfo:
+    """What ``config`` will load, without loading it: for a bot whose workers run the model elsewhere.
+
+    The family comes from the preset, else the folder's ``model_index.json``; a hub id that is not a
+    preset is a generic model of its ``kind`` until a worker loads it.
+    """
+    family = family_of(config.name, config.kind, config.path)
+    info = model_info(
+        name or config.name,
+        config,
+        preset_for(config, family),
+        family,
+        device="not loaded",
+        dtype=config.dtype,
+    )
+    folder = config.path or (Path(config.name) if config.name.startswith((".", "/", "~")) else None)
+    if folder is not None:
+        info = dataclasses.replace(info, extra_steps=scheduler_extra_steps(folder.expanduser()))
+    return info

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from generators.plan import Plan
+
 
 def new_job_id() -> str:
     """An unguessable id: it names the job everywhere, and its result files on disk and on the web."""
@@ -95,24 +97,31 @@ class Job:
     owner: str
     request: GenerationRequest
     budget_bytes: int = 10 * 1024 * 1024
+    #: How it runs, decided when it was accepted (``generators.plan``); None: the worker plans it.
+    plan: Plan | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (see :meth:`from_dict`)."""
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "owner": self.owner,
             "request": self.request.to_dict(),
             "budget_bytes": self.budget_bytes,
         }
+        if self.plan is not None:
+            data["plan"] = self.plan.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
         """Rebuild a job written by :meth:`to_dict`."""
+        plan = data.get("plan")
         return cls(
             id=data["id"],
             owner=data["owner"],
             request=GenerationRequest.from_dict(data["request"]),
             budget_bytes=int(data["budget_bytes"]),
+            plan=Plan.from_dict(plan) if isinstance(plan, dict) else None,
         )
 
 
@@ -190,20 +199,30 @@ class Slot:
 
 @dataclass(frozen=True, slots=True)
 class BatchSpec:
-    """What every slot of one pipeline call shares.
+    """What every slot of one pipeline call shares (a job's ``generators.plan.Plan``, minus the job).
 
     A remix call (``strength`` set) starts every slot from its own picture and runs only the last
-    ``denoising_steps`` of the ``steps`` scheduled, as diffusers' image-to-image pipelines do.
+    ``denoising_steps`` of the ``steps`` scheduled, as diffusers' image-to-image pipelines do; an
+    animation call (``picture`` on a clip model) starts each clip from its picture as the first frame.
+    ``denoising``: the steps the pipeline really runs, when the plan counted them (0: all of
+    ``steps``, or ``int(steps × strength)`` for a remix). ``true_cfg``: the call runs true
+    classifier-free guidance for the negative prompts. ``frames``: a clip's length (0 for images).
     """
 
     width: int
     height: int
     steps: int
     strength: float | None = None
+    denoising: int = 0
+    true_cfg: bool = False
+    frames: int = 0
+    picture: bool = False
 
     @property
     def denoising_steps(self) -> int:
-        """The steps the pipeline runs: all of them, or ``int(steps × strength)`` for a remix."""
+        """The steps the pipeline runs: the plan's count, else all of them, or ``int(steps × strength)``."""
+        if self.denoising:
+            return self.denoising
         return self.steps if self.strength is None else int(self.steps * self.strength)
 
 
@@ -227,10 +246,12 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """Denoising step ``i`` of ``n`` is done."""
+    """Denoising step ``i`` of ``n`` is done, in call ``part`` of ``parts`` (a batch too big for one)."""
 
     i: int
     n: int
+    part: int = 1
+    parts: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import gc
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -24,8 +25,8 @@ import torch
 from PIL import Image
 
 from generators.config import LimitsConfig, RenderConfig, WorkerConfig
-from generators.errors import ModelLoadError
-from generators.grammar import format_request, size_for
+from generators.errors import ModelLoadError, Unsupported
+from generators.grammar import format_request
 from generators.models import ModelInfo
 from generators.pipelines.backend import Backend
 from generators.pool import MEASURED_CAP, ModelPool
@@ -83,8 +84,8 @@ class _OutOfTime(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
-    """How a job runs: the shared batch settings and one slot per image."""
+class Work:
+    """How a job runs in a call: the batch settings it shares and one slot per image (or clip)."""
 
     spec: BatchSpec
     slots: tuple[Slot, ...]
@@ -102,8 +103,9 @@ class _Failure:
 
 
 _Outcome = list[Image.Image] | _Failure | None  # None: cancelled
-#: Reports a finished step to the jobs still wanted: (job id → its first slot in the call, step, latents).
-_Report = Callable[[dict[str, int], int, torch.Tensor], None]
+#: Reports a finished step to the jobs still wanted: (job id → its first slot in the call, step, total,
+#: latents).
+_Report = Callable[[dict[str, int], int, int, torch.Tensor], None]
 
 
 class StepRates:
@@ -225,29 +227,35 @@ class GenerationWorker:
         # Not resolve(): a queued job was checked when it was asked for, and the worker must not refuse it.
         return self.models.info(job.request.model or self.models.catalog.model_for(job.request).name)
 
-    def plan(self, job: Job) -> Plan:
-        """Size, steps and one seeded slot per image for ``job``."""
-        info = self.model_of(job)
+    def plan(self, job: Job) -> Work:
+        """The job's plan (made when it was accepted, or now from its model) and one seeded slot per image."""
         request = job.request
-        width, height = size_for(request.aspect, info.size, self.limits.max_side)
-        strength = request.strength if request.source is not None else None
-        spec = BatchSpec(width=width, height=height, steps=info.steps_for(request), strength=strength)
+        plan = job.plan or self.model_of(job).plan(request, self.limits.max_side)
+        spec = BatchSpec(
+            width=plan.width,
+            height=plan.height,
+            steps=plan.steps,
+            strength=plan.strength,
+            denoising=plan.denoising_steps,
+            true_cfg=plan.true_cfg,
+            frames=plan.frames,
+            picture=plan.picture,
+        )
         seed = request.seed or 0
         count = 1 if request.kind is Kind.VIDEO else request.n
         slots = tuple(
             Slot(request.prompt, request.negative, (seed + i) % 2**32, request.picture) for i in range(count)
         )
-        return Plan(spec, slots)
+        return Work(spec, slots)
 
     def batch_key(self, job: Job) -> Hashable:
-        """Jobs with equal keys share one pipeline call: same model, size, steps and remix strength."""
-        spec = self.plan(job).spec
-        return (self.model_of(job).name, spec.width, spec.height, spec.steps, spec.strength)
+        """Jobs with equal keys share one pipeline call: same model and the same batch settings."""
+        return (self.model_of(job).name, self.plan(job).spec)
 
     def images_of(self, job: Job) -> int:
         """How much of a batch a job takes: its images, or a clip's frames."""
         if job.request.kind is Kind.VIDEO:
-            return self.model_of(job).frames
+            return self.plan(job).spec.frames or self.model_of(job).frames
         return job.request.n
 
     def ready(self, job: Job) -> bool:
@@ -322,7 +330,7 @@ class GenerationWorker:
         plans = {job.id: self.plan(job) for job in jobs}
         spec = plans[jobs[0].id].spec
         pictures: dict[str, Image.Image] = {}
-        if spec.strength is not None:
+        if spec.picture:
             pictures = await asyncio.to_thread(self._pictures, jobs, spec)
             for job in [job for job in jobs if job.request.picture not in pictures]:
                 self._release(job.id, Failed(SOURCE_GONE_REASON))
@@ -340,24 +348,38 @@ class GenerationWorker:
             size = await asyncio.to_thread(self.models.size_hint, model)  # may walk a model folder
             for job in jobs:
                 self._emit(job.id, Phase("loading", f"model {model}" + (f" ({size})" if size else "")))
-        try:  # the jobs count as running while their model loads: a load is part of their time
-            backend = await self.loop.run_in_executor(self._gpu, self.models.acquire, model)
-        except ModelLoadError as error:
-            named = f"model {model}" in str(error)  # the loaders' messages mostly name it already
-            reason = str(error) if named else f"the model {model} could not be loaded: {error}"
-            for job in jobs:
-                self._release(job.id, Failed(reason, True))
+        backend = await self._acquire(model, jobs)
+        if backend is None:
             return
         limit = functools.partial(self.models.batch_limit, model, backend, spec, self.config.max_batch)
         per_call = await self.loop.run_in_executor(self._gpu, limit)  # measured once per size (CUDA)
         chunks = [items[i : i + per_call] for i in range(0, len(items), per_call)]
         outcomes: dict[_Item, _Outcome] = {}
-        deadline = self._deadline(len(jobs))
+        deadline = self._deadline(len(jobs), model, spec)
         for index, chunk in enumerate(chunks):
-            progress = self._progress(backend, index, len(chunks), spec.denoising_steps)
+            progress = self._progress(backend, index, len(chunks))
             call = functools.partial(self._call, backend, spec, chunk, progress, deadline, pictures)
             outcomes.update(await self.loop.run_in_executor(self._gpu, call))
         self._finish_batch(jobs, plans, outcomes, time.monotonic() - started)
+
+    async def _acquire(self, model: str, jobs: Sequence[Job]) -> Backend | None:
+        """The model's backend, loading it on the inference thread; None when it failed its jobs.
+
+        The jobs count as running while their model loads: a load is part of their time. Whatever goes
+        wrong while loading (the library's own error or any other) fails these jobs with the reason and
+        leaves the worker serving the other models.
+        """
+        try:
+            return await self.loop.run_in_executor(self._gpu, self.models.acquire, model)
+        except ModelLoadError as error:
+            named = f"model {model}" in str(error)  # the loaders' messages mostly name it already
+            reason = str(error) if named else f"the model {model} could not be loaded: {error}"
+        except Exception as error:  # pool.acquire wraps load errors; this is the last line of defence
+            log.exception("loading model %s failed", model)
+            reason = f"the model {model} could not be loaded: {type(error).__name__}: {error}"
+        for job in jobs:
+            self._release(job.id, Failed(reason, True))
+        return None
 
     def _pictures(self, jobs: Sequence[Job], spec: BatchSpec) -> dict[str, Image.Image]:
         """The remixed jobs' pictures at the call's size, by digest (a missing one is left out)."""
@@ -376,17 +398,21 @@ class GenerationWorker:
             return 1
         return MEASURED_CAP if self.models.measure_batches else self.config.max_batch
 
-    def _deadline(self, jobs: int) -> float | None:
+    def _deadline(self, jobs: int, model: str, spec: BatchSpec) -> float | None:
         """When a call of ``jobs`` jobs must stop: each job brings ``max_job_s`` (0: never).
 
         The clock starts once the model is loaded (a load is not the request's fault) and runs across
-        every chunk and retry of the batch, so splitting a batch does not extend it.
+        every chunk and retry of the batch, so splitting a batch does not extend it. A compiled model's
+        first call at a new size compiles it (minutes with max-autotune): that call has no deadline,
+        since the wait is the model's, not the request's.
         """
         limit = self.config.max_job_s
-        return time.monotonic() + limit * jobs if limit else None
+        if not limit or self.models.compiles_for(model, spec.width, spec.height):
+            return None
+        return time.monotonic() + limit * jobs
 
     def _finish_batch(
-        self, jobs: list[Job], plans: dict[str, Plan], outcomes: dict[_Item, _Outcome], elapsed: float
+        self, jobs: list[Job], plans: dict[str, Work], outcomes: dict[_Item, _Outcome], elapsed: float
     ) -> None:
         if self.state in _ABANDONING:
             return  # shutting down: the store still says RUNNING, so the next start runs them again
@@ -403,7 +429,7 @@ class GenerationWorker:
                 self._renders.add(task)
                 task.add_done_callback(self._renders.discard)
 
-    async def _render(self, job: Job, plan: Plan, frames: list[list[Image.Image]], elapsed: float) -> None:
+    async def _render(self, job: Job, plan: Work, frames: list[list[Image.Image]], elapsed: float) -> None:
         self._emit(job.id, Phase("encoding", "clip" if job.request.kind is Kind.VIDEO else "grid"))
         work = functools.partial(
             render_job,
@@ -425,7 +451,7 @@ class GenerationWorker:
             return
         self._release(job.id, Finished(result))
 
-    def _metadata(self, job: Job, plan: Plan) -> dict[str, str]:
+    def _metadata(self, job: Job, plan: Work) -> dict[str, str]:
         request = job.request
         metadata = {
             "prompt": request.prompt,
@@ -459,18 +485,24 @@ class GenerationWorker:
 
     # -- the inference thread ---------------------------------------------------------------------
 
-    def _progress(self, backend: Backend, chunk: int, chunks: int, steps: int) -> _Report:
-        def report(first_slots: dict[str, int], step: int, latents: torch.Tensor) -> None:
-            done = chunk * steps + step
+    def _progress(self, backend: Backend, chunk: int, chunks: int) -> _Report:
+        """Step events for one call of a batch split into ``chunks`` calls (``chunk`` counts from 0).
+
+        Each call counts its own steps (the total the pipeline really runs, never past it), naming
+        its part when there are several; decoding is announced after each call's last step.
+        """
+
+        def report(first_slots: dict[str, int], step: int, total: int, latents: torch.Tensor) -> None:
             for job_id in first_slots:
-                self._threadsafe(job_id, Step(done, chunks * steps))
-                if step == steps:  # the pipeline decodes the latents next, which takes a while
+                self._threadsafe(job_id, Step(step, total, part=chunk + 1, parts=chunks))
+                if step == total:  # the pipeline decodes the latents next, which takes a while
                     self._threadsafe(job_id, Phase("decoding"))
             every = self.config.preview_every
-            if every and step % every == 0 and step < steps:
+            if every and step % every == 0 and step < total:
                 for job_id, index in first_slots.items():
                     image = backend.preview(latents, index)
-                    self._threadsafe(job_id, Preview(png_bytes(image), done))
+                    if image is not None:
+                        self._threadsafe(job_id, Preview(png_bytes(image), step))
 
         return report
 
@@ -507,11 +539,12 @@ class GenerationWorker:
                 raise _Interrupted
             if deadline is not None and time.monotonic() > deadline:
                 raise _OutOfTime
-            progress(live, step, latents)
+            progress(live, step, total, latents)
 
         started = time.perf_counter()
         slots = [item.slot for item in items]
         starts = [pictures[slot.source] for slot in slots] if pictures else []
+        out_of_memory = False
         try:
             outputs = backend.generate(spec, slots, on_step, starts)
         except _Interrupted:
@@ -519,24 +552,42 @@ class GenerationWorker:
         except _OutOfTime:
             return self._out_of_time(items, job_ids)
         except torch.OutOfMemoryError:
-            return self._split_after_oom(backend, spec, items, progress, deadline, pictures)
+            # Retried below, outside this block: here the error's traceback still holds the failed
+            # call's frames and with them its activations, which no cache flush could then free.
+            out_of_memory = True
+        except Unsupported as error:
+            return dict.fromkeys(items, _Failure(str(error)))
         except Exception:
             log.exception(
                 "pipeline call failed for jobs %s", ", ".join(job_ids), extra={"job_id": ",".join(job_ids)}
             )
-            if len(job_ids) == 1:
-                return dict.fromkeys(items, _Failure(INTERNAL_REASON))
-            # Run each job alone so the one that breaks the call fails by itself.
-            outcomes: dict[_Item, _Outcome] = {}
-            for job_id in job_ids:
-                alone = [i for i in items if i.job_id == job_id]
-                outcomes |= self._call(backend, spec, alone, progress, deadline, pictures)
-            return outcomes
-        key = (backend.info.name, spec.width, spec.height, spec.steps, spec.strength)
+            return self._each_alone(backend, spec, items, progress, deadline, pictures)
+        if out_of_memory:
+            return self._split_after_oom(backend, spec, items, progress, deadline, pictures)
+        key = (backend.info.name, spec)
         # A clip counts its frames, as in images_of().
         units = sum(len(frames) for frames in outputs)
         self.rates.record(key, time.perf_counter() - started, spec.denoising_steps, units)
         return dict(zip(items, outputs, strict=True))
+
+    def _each_alone(
+        self,
+        backend: Backend,
+        spec: BatchSpec,
+        items: Sequence[_Item],
+        progress: _Report,
+        deadline: float | None,
+        pictures: dict[str, Image.Image] | None,
+    ) -> dict[_Item, _Outcome]:
+        """After a call failed: run each job alone so the one that breaks it fails by itself."""
+        job_ids = list(dict.fromkeys(item.job_id for item in items))
+        if len(job_ids) == 1:
+            return dict.fromkeys(items, _Failure(INTERNAL_REASON))
+        outcomes: dict[_Item, _Outcome] = {}
+        for job_id in job_ids:
+            alone = [i for i in items if i.job_id == job_id]
+            outcomes |= self._call(backend, spec, alone, progress, deadline, pictures)
+        return outcomes
 
     def _out_of_time(self, items: Sequence[_Item], job_ids: list[str]) -> dict[_Item, _Outcome]:
         limit = self.config.max_job_s
@@ -557,8 +608,10 @@ class GenerationWorker:
         deadline: float | None,
         pictures: dict[str, Image.Image] | None,
     ) -> dict[_Item, _Outcome]:
+        gc.collect()  # the failed call's frames may sit in reference cycles
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        self.models.lower_limit(backend.info.name, spec, len(items))
         if len(items) == 1:
             log.warning(
                 "out of memory for a single image of job %s",

@@ -1,4 +1,8 @@
-"""The one object that owns a diffusers pipeline and runs batches through it.
+"""The one object that owns a diffusers pipeline and runs batches through it, whatever its family.
+
+Everything family-specific was decided when the model loaded (``generators.pipelines.traits`` and the
+family row): which arguments the call takes, how progress comes back, how the latents look, which
+sibling remixes or animates a picture. This module only asks those answers.
 
 Diffusers' schedulers keep state between steps, so a pipeline is not thread-safe: the worker calls a
 backend from its single inference thread only.
@@ -6,6 +10,7 @@ backend from its single inference thread only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -13,22 +18,22 @@ import numpy as np
 import torch
 from PIL import Image
 
+from generators.errors import Unsupported
+from generators.families import Family
 from generators.models import ModelInfo
+from generators.pipelines.traits import (
+    CallTraits,
+    SchedulerHook,
+    call_traits,
+    latent_frame,
+    latent_preview,
+)
 from generators.requests import BatchSpec, Kind, Slot
+
+log = logging.getLogger(__name__)
 
 #: Called after each denoising step with (steps done, total steps, latents); raising stops the run.
 StepCallback = Callable[[int, int, torch.Tensor], None]
-
-# Stable Diffusion 1.x latent channels → RGB: a least-squares fit that gives a recognisable preview
-# for the price of one small matrix product (no VAE decode).
-_LATENT_RGB = torch.tensor(
-    [
-        [0.3512, 0.2297, 0.3227],
-        [0.3250, 0.4974, 0.2350],
-        [-0.2829, 0.1762, 0.2721],
-        [-0.2120, -0.2616, -0.7177],
-    ]
-)
 
 
 class Backend(Protocol):
@@ -43,11 +48,11 @@ class Backend(Protocol):
         on_step: StepCallback,
         pictures: Sequence[Image.Image] = (),
     ) -> list[list[Image.Image]]:
-        """Run one pipeline call; a remix call (``spec.strength``) starts slot i from ``pictures[i]``."""
+        """Run one pipeline call; a call with ``spec.picture`` starts slot i from ``pictures[i]``."""
         ...
 
-    def preview(self, latents: torch.Tensor, index: int) -> Image.Image:
-        """A cheap picture of slot ``index``'s current latents."""
+    def preview(self, latents: torch.Tensor, index: int) -> Image.Image | None:
+        """A cheap picture of slot ``index``'s current latents (None when none can be made)."""
         ...
 
 
@@ -57,24 +62,24 @@ def to_images(array: np.ndarray[Any, Any]) -> list[Image.Image]:
     return [Image.fromarray(frame) for frame in pixels.reshape(-1, *pixels.shape[-3:])]
 
 
-def latent_preview(latents: torch.Tensor) -> Image.Image:
-    """Project one latent (C, H, W) to a small RGB image."""
-    rgb = torch.einsum("chw,cr->hwr", latents[:4].float().cpu(), _LATENT_RGB)
-    pixels = ((rgb + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
-    image = Image.fromarray(pixels)
-    return image.resize((image.width * 8, image.height * 8), Image.Resampling.BILINEAR)
-
-
 class DiffusersBackend:
-    """A loaded diffusers pipeline (Stable Diffusion family or ModelScope text-to-video)."""
+    """A loaded diffusers pipeline of any family memebot knows, or of any that its traits can drive."""
 
     def __init__(
-        self, pipe: Any, info: ModelInfo, tiny_vae: Any | None = None, fast_decode: bool = False
+        self,
+        pipe: Any,
+        info: ModelInfo,
+        family: Family,
+        tiny_vae: Any | None = None,
+        fast_decode: bool = False,
     ) -> None:
         self.pipe = pipe
         self.info = info
+        self.family = family
         self.tiny_vae = tiny_vae
-        self._img2img: Any | None = None
+        self.traits: CallTraits = call_traits(pipe, family)
+        self._siblings: dict[str, Any] = {}
+        self._size = (info.size, info.size)
         if fast_decode and tiny_vae is not None:
             self.pipe.vae = tiny_vae
         pipe.set_progress_bar_config(disable=True)
@@ -94,71 +99,134 @@ class DiffusersBackend:
     ) -> list[list[Image.Image]]:
         """Run one pipeline call; every slot draws its noise from its own generator.
 
-        A remix call (``spec.strength`` set) runs the image-to-image form of the same pipeline on
-        ``pictures`` (one per slot, already at the call's size).
+        A call that starts from pictures (``spec.picture``; one per slot, already at the call's size)
+        runs the family's image-to-image form for an image model (a remix) or its image-to-video form
+        for a clip model (an animation: the picture is the first frame).
         """
+        if spec.picture and len(pictures) != len(slots):
+            raise ValueError(
+                f"a call of {len(slots)} starting from pictures needs as many, not {len(pictures)}"
+            )
+        self._size = (spec.width, spec.height)
+        pipe = self.pipe
+        if spec.picture:
+            pipe = self.img2img() if self.info.kind is Kind.IMAGE else self.img2video()
+        traits = self.traits if pipe is self.pipe else call_traits(pipe, self.family)
+        if spec.picture and self.info.kind is Kind.VIDEO and len(slots) > 1:
+            # Image-to-video pipelines take one picture per call.
+            return [
+                out
+                for slot, picture in zip(slots, pictures, strict=True)
+                for out in self.generate(spec, [slot], on_step, [picture])
+            ]
+        kwargs = self._arguments(traits, spec, slots, pictures)
+        with torch.inference_mode():
+            out = self._run(pipe, traits, kwargs, spec.denoising_steps, on_step)
+        if self.info.kind is Kind.VIDEO:
+            return [to_images(np.asarray(clip)) for clip in np.asarray(out.frames)]
+        return [[image] for image in to_images(np.asarray(out.images))]
+
+    def _arguments(
+        self, traits: CallTraits, spec: BatchSpec, slots: Sequence[Slot], pictures: Sequence[Image.Image]
+    ) -> dict[str, Any]:
         # CPU generators give the same noise on every device, so a seed reproduces anywhere.
-        generators = [torch.Generator("cpu").manual_seed(slot.seed) for slot in slots]
-        common: dict[str, Any] = {
-            "prompt": [slot.prompt for slot in slots],
-            "negative_prompt": [slot.negative for slot in slots],
-            "width": spec.width,
-            "height": spec.height,
+        kwargs: dict[str, Any] = {
             "num_inference_steps": spec.steps,
-            "guidance_scale": self.info.guidance,
-            "generator": generators,
+            "generator": [torch.Generator("cpu").manual_seed(slot.seed) for slot in slots],
             "output_type": "np",
         }
-        with torch.inference_mode():
-            if self.info.kind is Kind.VIDEO:
-                if spec.strength is not None:
-                    raise ValueError("clip models don't remix pictures")
-                return self._video(common, spec.steps, on_step)
-            if spec.strength is not None:
-                if len(pictures) != len(slots):
-                    raise ValueError(
-                        f"a remix of {len(slots)} images needs as many pictures, not {len(pictures)}"
-                    )
-                del common["width"], common["height"]  # the pictures' size is the output size
-                remix = {"image": list(pictures), "strength": spec.strength}
-                return self._images(self.img2img(), common | remix, spec.denoising_steps, on_step)
-            return self._images(self.pipe, common, spec.steps, on_step)
+        if self.family.prompt:
+            kwargs["prompt"] = [slot.prompt for slot in slots]
+        if traits.negative != "none" and any(slot.negative for slot in slots):
+            kwargs["negative_prompt"] = [slot.negative for slot in slots]
+        if traits.negative == "true_cfg" and spec.true_cfg:
+            kwargs["true_cfg_scale"] = self.info.true_cfg
+        if traits.guidance:
+            kwargs["guidance_scale"] = self.info.guidance
+        if traits.takes_size:
+            kwargs["width"], kwargs["height"] = spec.width, spec.height
+        if traits.binning:  # sizes come from memebot's own table; the output is exactly that size
+            kwargs["use_resolution_binning"] = False
+        if self.info.kind is Kind.VIDEO and traits.frames_arg is not None:
+            kwargs[traits.frames_arg] = spec.frames or self.info.frames
+        if spec.picture:
+            kwargs["image"] = list(pictures) if self.info.kind is Kind.IMAGE else pictures[0]
+            if self.info.kind is Kind.IMAGE:
+                kwargs["strength"] = spec.strength
+        return kwargs
+
+    def _run(
+        self, pipe: Any, traits: CallTraits, kwargs: dict[str, Any], planned: int, on_step: StepCallback
+    ) -> Any:
+        """Call ``pipe`` with progress wired the way it takes it; the count never passes its total."""
+
+        def report(done: int, latents: torch.Tensor) -> None:
+            # The pipeline knows what it really runs (a scheduler that adds a step, a remix's share).
+            real = getattr(pipe, "_num_timesteps", None)
+            total = real if isinstance(real, int) and real > 0 else planned
+            on_step(min(done, total), total, latents)
+
+        if traits.callback == "step_end":
+
+            def step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+                report(i + 1, tensors.get("latents", torch.empty(0)))
+                return {}
+
+            return pipe(
+                **kwargs, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"]
+            )
+        if traits.callback == "legacy":
+
+            def legacy(i: int, t: Any, latents: torch.Tensor) -> None:
+                report(i + 1, latents)
+
+            return pipe(**kwargs, callback=legacy, callback_steps=1)
+        with SchedulerHook(pipe.scheduler, report):
+            return pipe(**kwargs)
 
     def img2img(self) -> Any:
-        """The image-to-image pipeline on this pipeline's own modules: no second copy of any weight."""
-        if self._img2img is None:
-            from diffusers import AutoPipelineForImage2Image
+        """The image-to-image form on this pipeline's own modules: no second copy of any weight."""
+        return self._sibling("remix", self.family.remix)
 
-            self._img2img = AutoPipelineForImage2Image.from_pipe(self.pipe)
-            self._img2img.set_progress_bar_config(disable=True)
-        return self._img2img
+    def img2video(self) -> Any:
+        """The image-to-video form: the pipeline itself, or a sibling on the same modules."""
+        if self.family.animate == "self":
+            return self.pipe
+        return self._sibling("animate", self.family.animate)
 
-    def _images(
-        self, pipe: Any, common: dict[str, Any], steps: int, on_step: StepCallback
-    ) -> list[list[Image.Image]]:
-        def step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            on_step(i + 1, steps, tensors["latents"])
-            return {}
+    def _sibling(self, what: str, class_name: str) -> Any:
+        if what not in self._siblings:
+            self._siblings[what] = build_sibling(self.pipe, what, class_name, self.info.name)
+        return self._siblings[what]
 
-        out = pipe(**common, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"])
-        return [[image] for image in to_images(out.images)]
+    def preview(self, latents: torch.Tensor, index: int) -> Image.Image | None:
+        """Decode slot ``index`` with the tiny VAE when it fits, else project it; None if neither can."""
+        try:
+            latent = latent_frame(latents, index, self.family.layout, self._size[1], self._size[0])
+            if self.tiny_vae is not None and latent.shape[0] == self.tiny_vae.config.latent_channels:
+                with torch.inference_mode():
+                    decoded = self.tiny_vae.decode(latent[None].to(self.tiny_vae.dtype)).sample
+                array = ((decoded[0].float().cpu().permute(1, 2, 0) + 1) / 2).numpy()
+                return to_images(array)[0]
+            return latent_preview(latent, self._size)
+        except (ValueError, RuntimeError, IndexError) as error:
+            log.debug("no preview for %s: %s", self.info.name, error)
+            return None
 
-    def _video(self, common: dict[str, Any], steps: int, on_step: StepCallback) -> list[list[Image.Image]]:
-        def step(i: int, t: Any, latents: torch.Tensor) -> None:
-            on_step(i + 1, steps, latents)
 
-        out = self.pipe(**common, num_frames=self.info.frames, callback=step, callback_steps=1)
-        frames = np.asarray(out.frames)
-        return [to_images(clip) for clip in frames]
+def build_sibling(pipe: Any, what: str, class_name: str, name: str) -> Any:
+    """``pipe``'s image-to-image or image-to-video form on the same modules; Unsupported if it has none."""
+    import diffusers
 
-    def preview(self, latents: torch.Tensor, index: int) -> Image.Image:
-        """Decode slot ``index`` with the tiny VAE when there is one, else project it linearly."""
-        latent = latents[index]
-        if latent.ndim == 4:  # video latents are (C, F, H, W): show the first frame
-            latent = latent[:, 0]
-        if self.tiny_vae is None:
-            return latent_preview(latent)
-        with torch.inference_mode():
-            decoded = self.tiny_vae.decode(latent[None].to(self.tiny_vae.dtype)).sample
-        array = ((decoded[0].float().cpu().permute(1, 2, 0) + 1) / 2).numpy()
-        return to_images(array)[0]
+    word = "remix pictures" if what == "remix" else "animate pictures"
+    try:
+        if class_name:
+            sibling = getattr(diffusers, class_name).from_pipe(pipe)
+        elif what == "remix":
+            sibling = diffusers.AutoPipelineForImage2Image.from_pipe(pipe)
+        else:
+            raise Unsupported(f"{name} can't {word}")
+    except (ValueError, AttributeError, TypeError) as error:
+        raise Unsupported(f"{name} can't {word} ({error})") from error
+    sibling.set_progress_bar_config(disable=True)
+    return sibling

@@ -24,6 +24,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from generators.families import family_named
 from generators.models import ModelInfo
 from generators.pipelines.backend import DiffusersBackend
 from generators.pipelines.tiny import MAX_TOKENS, build_tokenizer
@@ -117,4 +118,4 @@ def backend_for(pipe: StableDiffusionPipeline, *, size: int, name: str = "sd-tur
     device = str(pipe.device)
     dtype = str(pipe.unet.dtype).removeprefix("torch.")
     info = ModelInfo(name, "built in code", Kind.IMAGE, 1, 4, 0.0, size, 16, 8, device, dtype)
-    return DiffusersBackend(pipe, info)
+    return DiffusersBackend(pipe, info, family_named("stable-diffusion"))

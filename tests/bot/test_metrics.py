@@ -11,9 +11,8 @@ from bot import web
 from bot.metrics import Metrics
 from bot.settings import Settings, WebConfig
 from generators.config import ModelConfig, WorkerConfig
-from generators.models import Catalog
+from generators.models import Catalog, describe_model
 from generators.pipelines import DiffusersBackend
-from generators.presets import describe_model
 from generators.requests import (
     Cancelled,
     Failed,

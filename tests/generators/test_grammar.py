@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -10,8 +11,10 @@ from hypothesis import strategies as st
 
 from generators.config import LimitsConfig
 from generators.errors import BadRequest
-from generators.grammar import format_request, help_text, min_steps, parse, provenance, size_for
+from generators.families import min_steps
+from generators.grammar import format_request, help_text, parse, provenance
 from generators.models import Catalog, ModelInfo
+from generators.plan import size_for
 from generators.requests import GenerationRequest, Kind, Source
 
 LIMITS = LimitsConfig()
@@ -298,11 +301,18 @@ def test_strength_without_a_picture_says_how_to_give_one() -> None:
 
 
 def test_explicit_steps_must_leave_a_step_at_the_strength() -> None:
-    assert parse("a cat --steps 2 --strength 0.5", LIMITS, source=PICTURE).steps == 2
+    sd = ModelInfo("sd", "x", Kind.IMAGE, 4, 50, 5.0, 512, 16, 8, "cpu", "float32")
+    catalog = Catalog((sd,), image="sd")
+    assert catalog.resolve(parse("a cat --steps 2 --strength 0.5", LIMITS, source=PICTURE)).steps == 2
     with pytest.raises(BadRequest, match=r"--steps 1 at --strength 0\.5 leaves no step to run.*--steps 2"):
-        parse("a cat --steps 1 --strength 0.5", LIMITS, source=PICTURE)
+        catalog.resolve(parse("a cat --steps 1 --strength 0.5", LIMITS, source=PICTURE))
     with pytest.raises(BadRequest, match="use --steps 10 or more"):
-        parse("a cat --steps 9 --strength 0.1", LIMITS, source=PICTURE)
+        catalog.resolve(parse("a cat --steps 9 --strength 0.1", LIMITS, source=PICTURE))
+    # A flow-matching model's remix runs what is left after skipping int(steps - steps × strength).
+    flux = dataclasses.replace(sd, name="flux", step_rule="flow")
+    assert Catalog((flux,), image="flux").resolve(
+        parse("a cat --steps 1 --strength 0.5", LIMITS, source=PICTURE)
+    )
 
 
 @pytest.mark.parametrize("strength", [0.05, 0.1, 0.29, 0.3, 0.333, 0.5, 0.6, 0.7, 0.999, 1.0])

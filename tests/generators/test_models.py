@@ -8,8 +8,7 @@ import pytest
 
 from generators.config import LimitsConfig, ModelConfig
 from generators.errors import BadRequest
-from generators.models import DEFAULT_MAX_WORK, Catalog, ModelInfo
-from generators.presets import describe_model
+from generators.models import DEFAULT_MAX_WORK, Catalog, ModelInfo, describe_model
 from generators.requests import GenerationRequest, Kind
 
 IMAGE = ModelInfo("turbo", "stabilityai/sd-turbo", Kind.IMAGE, 1, 4, 0.0, 512, 16, 8, "cpu", "float32")

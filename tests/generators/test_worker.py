@@ -33,6 +33,7 @@ from generators.requests import (
     Step,
 )
 from generators.worker import INTERNAL_REASON, OOM_REASON, GenerationWorker, WorkerState
+from tests.generators.test_pool import on_gpu  # noqa: F401  (a fixture)
 from tests.helpers import TEST_SIZE, collect
 
 
@@ -486,6 +487,7 @@ async def test_the_work_after_the_steps_and_a_model_load_show_as_phases(
     assert not any(isinstance(e, Phase) and e.name == "loading" for e in again)
 
 
+@pytest.mark.usefixtures("on_gpu")
 async def test_a_batch_runs_in_calls_of_the_measured_size(
     tiny_backend: DiffusersBackend, make_worker: Callable[..., GenerationWorker]
 ) -> None:
@@ -499,4 +501,4 @@ async def test_a_batch_runs_in_calls_of_the_measured_size(
     worker.submit(job("eight", n=8))
     finished = (await collect(worker.events, {"eight"}))["eight"][-1]
     assert isinstance(finished, Finished) and len(finished.result.seeds) == 8
-    assert backend.calls == [1, 2, 4, 3, 3, 3, 2]  # measured once, then no call over what fits
+    assert backend.calls == [1, 2, 4, 3, 2, 2, 2, 2]  # measured once, then no call over what fits

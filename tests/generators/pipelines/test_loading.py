@@ -68,7 +68,7 @@ def test_previews_from_latents_and_from_the_tiny_vae(tiny_backend: DiffusersBack
     latents = torch.randn(2, 4, 8, 8)
     assert tiny_backend.tiny_vae is not None
     assert tiny_backend.preview(latents, 1).size == (64, 64)
-    tiny_backend_without = DiffusersBackend(tiny_backend.pipe, tiny_backend.info)
+    tiny_backend_without = DiffusersBackend(tiny_backend.pipe, tiny_backend.info, tiny_backend.family)
     assert tiny_backend_without.preview(latents, 0).size == (64, 64)
 
 
@@ -78,6 +78,7 @@ def test_previews_from_latents_and_from_the_tiny_vae(tiny_backend: DiffusersBack
         (ModelConfig(name="sd-turbo", offline=True), "stabilityai/sd-turbo"),
         (ModelConfig(name="nobody/no-such-model", offline=True), "nobody/no-such-model"),
         (ModelConfig(name="custom", path=Path("/no/such/folder")), "does not exist"),
+        (ModelConfig(name="sd-turbo", path=Path("models/sd-turbo"), offline=True), "does not exist"),
     ],
 )
 def test_a_model_that_cannot_load_says_what_to_do(config: ModelConfig, phrase: str) -> None:
@@ -85,7 +86,13 @@ def test_a_model_that_cannot_load_says_what_to_do(config: ModelConfig, phrase: s
         load_backend(config)
     message = str(caught.value)
     assert phrase in message
-    assert "hf download" in message and "path: models/" in message and "built-in tiny" in message
+    folder = str(config.path or f"models/{config.name}")
+    assert "hf download" in message and f"path: {folder}" in message and "built-in tiny" in message
+    assert f"--local-dir {folder}" in message  # the folder the entry names, not another
+    if config.name == "sd-turbo":  # the preset's hub id, never the folder taken for one
+        assert "hf download stabilityai/sd-turbo " in message
+    assert "local_files_only" not in message  # the library's advice contradicts offline: true
+    assert message.count("hf download") == 1
     assert "huggingface-cli" not in message  # the installed huggingface_hub no longer has it
 
 

@@ -16,10 +16,10 @@ from bot.__main__ import instance_name
 from bot.jobs import JobService
 from bot.store import Store
 from generators.config import LimitsConfig, ModelConfig, RenderConfig, WorkerConfig
-from generators.models import Catalog
+from generators.health import Health
+from generators.models import Catalog, describe_model
 from generators.pipelines import DiffusersBackend
 from generators.pool import ModelPool
-from generators.presets import describe_model
 from generators.requests import TERMINAL, Finished, Job, Progress
 from generators.sources import SourceStore, sources_folder
 from generators.streams.heartbeat import WorkerStatus, announce
@@ -85,6 +85,7 @@ async def bot(
     total: int = 50,
     catalog: Catalog = TINY_ONLY,
     refresh_s: float = 0.2,
+    health: Health | None = None,
 ) -> AsyncIterator[JobService]:
     """A bot process: its own store and results under ``folder``, jobs run by Redis workers."""
     async with Store.open(folder / "jobs.db") as store:
@@ -97,11 +98,17 @@ async def bot(
             per_user=per_user,
             total=total,
             refresh_s=refresh_s,
+            health=health,
         )
         async with runner:
             sources = SourceStore.beside(folder / "results", LimitsConfig())
             service = JobService(
-                store, runner, LimitsConfig(), budget_bytes=10 * 1024 * 1024, sources=sources
+                store,
+                runner,
+                LimitsConfig(),
+                budget_bytes=10 * 1024 * 1024,
+                sources=sources,
+                health=health,
             )
             async with service:
                 yield service
@@ -117,6 +124,7 @@ async def worker(
     *,
     claim_idle_s: float = 10.0,
     max_deliveries: int = 3,
+    health: Health | None = None,
     **config: object,
 ) -> AsyncIterator[Relay]:
     """A GPU worker process's parts: the Redis queue, the generation worker and its relay."""
@@ -131,6 +139,7 @@ async def worker(
         max_deliveries=max_deliveries,
         switch_after=settings.switch_after,
         sources=sources_folder(settings.results_dir),
+        health=health,
     )
     generation = GenerationWorker(pool, queue, config=settings, limits=LimitsConfig(), render=RenderConfig())
     queue.on_cancel(generation.cancel)
