@@ -13,7 +13,12 @@ from diffusers import (
     UNetSpatioTemporalConditionModel,
     WanImageToVideoPipeline,
 )
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    CLIPVisionModelWithProjection,
+)
 
 from generators.pipelines.tiny_families._parts import seed_all, t5_text, t5_tokenizer, umt5_text
 from generators.pipelines.tiny_families.video import (
@@ -42,9 +47,9 @@ def _vision_config() -> CLIPVisionConfig:
     )
 
 
-def clip_image_processor() -> CLIPImageProcessor:
-    """CLIP's image preprocessing (224 px, OpenAI mean and std) built from its defaults: no download."""
-    return CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+def clip_image_processor() -> CLIPImageProcessorPil:
+    """CLIP's image preprocessing (224 px, OpenAI mean and std) from its defaults; PIL, so no torchvision."""
+    return CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
 
 
 def write_wan_i2v(folder: Path, seed: int = 0) -> Path:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, LTXImageToVideoPipeline
 from PIL import Image
 
 from generators.pipelines.tiny_families import INFO, TINY, TinyInfo
+from generators.pipelines.tiny_families._parts import clip_tokenizer, t5_tokenizer
+from generators.pipelines.tiny_families.transformer_image import gemma_tokenizer
 
 # Latent channels of the real models (their autoencoders' configs on the hub).
 REAL_LATENT_CHANNELS = {
@@ -103,3 +106,39 @@ def test_bare_call_makes_the_promised_shape_and_seeds_differ(loaded: tuple[TinyI
     assert first.shape == expected
     assert np.isfinite(first).all()
     assert not np.allclose(first, _call(info, pipe, seed=2))
+
+
+PROMPT_OF_EVERYTHING = "Ünïcödé, 中文, emoji 🐱‍👤🔥, tabs\tand\nnewlines, <|endoftext|> </s> <pad> " * 20
+
+
+@pytest.mark.parametrize("make", [clip_tokenizer, t5_tokenizer, gemma_tokenizer])
+def test_offline_tokenizers_encode_any_prompt_within_the_length(make: Callable[[], Any]) -> None:
+    tokenizer = make()
+    ids = tokenizer(PROMPT_OF_EVERYTHING, max_length=48, truncation=True, padding="max_length").input_ids
+    assert len(ids) == 48
+    assert all(0 <= i < len(tokenizer) for i in ids)
+
+
+def test_gemma_tokenizer_spells_unknown_characters_in_bytes() -> None:
+    tokenizer = gemma_tokenizer()
+    ids = tokenizer("猫🐱", add_special_tokens=False).input_ids
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids) == "猫🐱"
+
+
+def test_ltx_image_to_video_loads_the_ltx_folder(tmp_path: Path) -> None:
+    folder = TINY["ltx"](tmp_path, 0)
+    pipe = LTXImageToVideoPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    info = INFO["ltx"]
+    out = pipe(
+        image=Image.new("RGB", (info.size, info.size), (10, 200, 30)),
+        prompt="a cat",
+        num_frames=info.frames,
+        height=info.size,
+        width=info.size,
+        num_inference_steps=2,
+        generator=torch.Generator("cpu").manual_seed(0),
+        output_type="np",
+    )
+    assert np.asarray(out.frames).shape == (1, info.frames, info.size, info.size, 3)
