@@ -22,6 +22,7 @@ from bot.store import JobRecord
 from generators.intake import MEDIA_HOSTS
 from generators.pipelines import DiffusersBackend
 from generators.requests import Source
+from tests import pictures
 from tests.bot.discord.test_bot import Env, delivered, discord_env, has_file, imagine, job_id_of
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 
@@ -296,4 +297,81 @@ async def test_someone_elses_age_restricted_result_is_not_theirs_to_remix(
         opened = await fake.click(made, button, user=fake.alice)
         assert (await opened.acknowledgement()).type == 9
         assert "index" not in opened.text_inputs()  # one image: nothing to pick
+        fake.assert_clean()
+
+
+async def test_a_picture_that_would_wedge_the_intake_gets_one_line_and_no_thinking_left(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    """A garbage EXIF chunk used to escape the intake's handling (an ERROR, a stranded "thinking…");
+    a scan bomb and a TIFF passed every cap Discord reports and reached a decoder."""
+    memes = fake.channel("memes")
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        for name, data, why in (
+            ("exif.png", pictures.garbage_exif_png(), "damaged or cut short"),
+            ("bomb.jpg", pictures.scan_bomb(1024, 5000), "drawn in more than 32 passes"),
+            (
+                "scan.tiff",
+                pictures.not_taken()["tiff"],
+                "not an image this bot can read",
+            ),
+        ):
+            upload = fake.store_attachment(name, data)
+            ix = await fake.slash_command("imagine", {"prompt": "a cat", "image": upload})
+            refused = await refusal(fake, ix)
+            assert refused.content.startswith("❌ ") and why in refused.content
+            assert "\n" not in refused.content
+            assert ix.original is not None and ix.original.deleted  # the "thinking…" was taken back
+
+            # The same picture replied to in a meme channel: one reply, no silence.
+            shared = await fake.post_user_message(memes, "", attachments=[upload], author=fake.bob)
+            prompt = await fake.post_user_message(memes, "!imagine a frog", reply_to=shared)
+            answer = await fake.wait_for(
+                lambda prompt=prompt: next(
+                    (
+                        m
+                        for m in fake.messages_in(memes)
+                        if m.author.id == fake.bot.id
+                        and (m.message_reference or {}).get("message_id") == str(prompt.id)
+                    ),
+                    None,
+                ),
+                timeout=30,
+                what="the meme channel's answer",
+            )
+            assert answer.content.startswith("❌") and why in answer.content and not answer.attachments
+        assert await env.service.store.stats() == {}
+        fake.assert_clean()
+
+
+async def test_a_typed_image_number_that_is_no_plain_number_gets_a_clear_answer(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake) as env:
+        grid = await imagine(env, {"prompt": "a cat", "n": 4, "seed": 11})
+        job_id = job_id_of(grid)
+        for typed in ("²", "٣", "x"):  # isdigit() took "²" and int() raised; int("٣") is 3
+            opened = await fake.click(grid, f"mb:remix:{job_id}")
+            submitted = await fake.submit_modal(opened, {"prompt": "a cat --n 1", "index": typed})
+            refused = await refusal(fake, submitted)
+            assert refused.content == "❌ give the number of the image to start from, like 1"
+            assert (await submitted.acknowledgement()).type == 4  # answered at once: no "thinking…"
+        opened = await fake.click(grid, f"mb:remix:{job_id}")
+        submitted = await fake.submit_modal(opened, {"prompt": "a cat --n 1", "index": "5"})
+        assert "pick an image from 1 to 4" in (await refusal(fake, submitted)).content
+        assert len(await env.service.store.recent(10)) == 1  # nothing was queued
+        fake.assert_clean()
+
+
+async def test_a_picture_link_that_cannot_be_parsed_is_no_picture(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    general = fake.channel("general")
+    async with discord_env(tiny_backend, tmp_path, fake, loopback_pictures=False):
+        for url in ("https://[::1/cat.png", "https://example.com\uff03@cdn.discordapp.com/cat.png"):
+            post = await fake.post_user_message(general, url, embeds=[{"thumbnail": {"url": url}}])
+            menu = await fake.message_command(MENU, post)
+            refused = await refusal(fake, menu)
+            assert refused.content == "❌ that message has no picture I can use" and menu.modal is None
+        assert fake.attachment_downloads == []
         fake.assert_clean()

@@ -18,6 +18,7 @@ from bot.jobs import JobService
 from bot.store import JobRecord, JobStatus
 from generators.pipelines import DiffusersBackend
 from generators.requests import new_job_id
+from tests import pictures
 from tests.bot.discord.test_bot import delivered, discord_env, has_file, imagine, job_id_of, newest_job
 from tests.fakes.discord import FakeDiscord, FakeMessage, RestCall
 from tests.fakes.discord_models import FakeGuild
@@ -347,4 +348,36 @@ async def test_a_result_the_classifier_flagged_is_reposted_only_in_its_own_serve
         )
         assert not shown.attachments[0].filename.startswith("SPOILER_")  # an ordinary result goes anywhere
         await assert_only_at_home(fake, await flagged_copy(env.service, record), other)
+        fake.assert_clean()
+
+
+async def test_meme_downloads_through_the_fetcher_and_refuses_in_one_line(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    upload = fake.store_attachment("photo.png", png())
+    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False, loopback_pictures=False):
+        # The fake serves its files on 127.0.0.1, not on Discord's media hosts: never fetched.
+        ix = await fake.slash_command("meme", {"image": upload, "top": "hi"})
+        refused = await ix.followup()
+        assert refused.ephemeral and "only come from this platform's own uploads" in refused.content
+        assert ix.original is not None and ix.original.deleted  # no "thinking…" left behind
+        assert fake.attachment_downloads == []
+        fake.assert_clean()
+
+
+async def test_meme_refuses_a_picture_it_cannot_read_and_takes_back_its_thinking(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    async with discord_env(tiny_backend, tmp_path, fake, start_worker=False):
+        for name, data, why in (
+            ("exif.png", pictures.garbage_exif_png(), "damaged or cut short"),
+            ("bomb.jpg", pictures.scan_bomb(1024, 5000), "drawn in more than 32 passes"),
+            ("photo.bmp", pictures.not_taken()["bmp"], "not an image this bot can read"),
+        ):
+            upload = fake.store_attachment(name, data)
+            ix = await fake.slash_command("meme", {"image": upload, "top": "hi"})
+            refused = await ix.followup()
+            assert refused.ephemeral and why in refused.content and "\n" not in refused.content
+            assert ix.original is not None and ix.original.deleted
+            assert upload.id in fake.attachment_downloads  # fetched through the Fetcher, then refused
         fake.assert_clean()
