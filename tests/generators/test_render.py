@@ -314,6 +314,11 @@ def tiles_of(grid: Image.Image, cols: int, rows: int) -> list[np.ndarray]:
     return [np.asarray(grid.crop(box), dtype=np.int16) for box in boxes]
 
 
+def roughness(tile: np.ndarray) -> float:
+    """The median difference between neighbouring pixels: high for detail, near 0 for a blur."""
+    return float(np.median(np.abs(np.diff(tile, axis=1))))
+
+
 @pytest.mark.parametrize(("n", "hidden", "scale"), [(9, (0, 4, 8), 1.0), (4, (1,), 1.0), (5, (4,), 0.5)])
 def test_hidden_tiles_are_blurred_and_labelled_and_the_others_stay(
     n: int, hidden: tuple[int, ...], scale: float
@@ -327,10 +332,9 @@ def test_hidden_tiles_are_blurred_and_labelled_and_the_others_stay(
     before, after = tiles_of(grid, cols, rows), tiles_of(shown, cols, rows)
     for index in range(n):
         if index in hidden:
-            changed = np.abs(after[index] - before[index]).mean()
-            assert changed > 40  # noise is gone: only a blur of its mean colour and the label remain
-            assert after[index].std(axis=(0, 1)).max() < before[index].std(axis=(0, 1)).max() / 1.5
-            assert (after[index] > 240).all(axis=2).any()  # the label's white letters
+            assert np.abs(after[index] - before[index]).mean() > 40  # the noise is gone
+            assert roughness(after[index]) < roughness(before[index]) / 5  # smooth but for the label
+            assert (after[index] > 200).all(axis=2).any()  # the label's white letters
         else:
             assert np.array_equal(after[index], before[index])
 
