@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import cast
 
+from PIL import Image
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -32,16 +33,24 @@ from bot import retention
 from bot.addresses import cli_path
 from bot.jobs import JobService
 from bot.logs import configure_logging
-from bot.progress import ProgressLine
-from bot.settings import ConfigError, QueueConfig, Settings
+from bot.preflight import (
+    connect_findings,
+    model_findings,
+    platform_findings,
+    problems,
+    public_url_warning,
+    redis_problem,
+)
+from bot.progress import ProgressLine, counted
+from bot.settings import ConfigError, LoginRefused, QueueConfig, Settings
 from bot.store import Store
 from generators.config import LimitsConfig, ModelConfig, ModelsConfig
 from generators.errors import ModelLoadError, UserError
-from generators.grammar import provenance
+from generators.grammar import help_text, provenance
+from generators.health import Health
 from generators.intake import MIB, BadImage
-from generators.models import Catalog
-from generators.presets import describe_model
-from generators.requests import Failed, Finished, GenerationResult
+from generators.models import Catalog, describe_model
+from generators.requests import TERMINAL, Failed, Finished, GenerationRequest, GenerationResult, Progress
 from generators.sources import SourceStore, sources_folder
 from generators.streams.keys import Keys
 from generators.streams.submit import RedisRunner
@@ -52,19 +61,29 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def open_core(settings: Settings) -> contextlib.AbstractAsyncContextManager[JobService]:
-    """The job service and what it runs on, per ``queue.backend``: opened in order, closed in reverse."""
-    return _remote_core(settings) if settings.queue.backend == "redis" else _local_core(settings)
+def open_core(
+    settings: Settings, health: Health | None = None
+) -> contextlib.AbstractAsyncContextManager[JobService]:
+    """The job service and what it runs on, per ``queue.backend``: opened in order, closed in reverse.
+
+    ``health`` is the one record of what keeps this process from serving: every part reports into it
+    and ``/healthz`` reads it.
+    """
+    health = health or Health()
+    if settings.queue.backend == "redis":
+        return _remote_core(settings, health)
+    return _local_core(settings, health)
 
 
 @contextlib.asynccontextmanager
-async def _local_core(settings: Settings) -> AsyncIterator[JobService]:
+async def _local_core(settings: Settings, health: Health) -> AsyncIterator[JobService]:
     """Models, in-process queue, worker, store and job service."""
     from generators.local import LocalRunner
     from generators.pool import ModelPool
     from generators.queue import InProcessQueue
     from generators.worker import GenerationWorker
 
+    # HEALTH: pass health=health here once ModelPool.from_config takes it (a model that cannot load).
     pool = ModelPool.from_config(settings.models, settings.worker)
     config = settings.worker
     queue = InProcessQueue(
@@ -74,14 +93,19 @@ async def _local_core(settings: Settings) -> AsyncIterator[JobService]:
     async with Store.open(settings.store.path) as store:
         sources = SourceStore.beside(config.results_dir, settings.limits)
         service = JobService(
-            store, LocalRunner(worker), settings.limits, settings.render.budget_bytes, sources=sources
+            store,
+            LocalRunner(worker),
+            settings.limits,
+            settings.render.budget_bytes,
+            sources=sources,
+            health=health,
         )
         async with service, worker:
             yield service
 
 
 @contextlib.asynccontextmanager
-async def _remote_core(settings: Settings) -> AsyncIterator[JobService]:
+async def _remote_core(settings: Settings, health: Health) -> AsyncIterator[JobService]:
     """Store, Redis and job service: ``memebot worker`` processes run the model."""
     async with Store.open(settings.store.path) as store, open_redis(settings.queue) as client:
         runner = RedisRunner(
@@ -92,11 +116,12 @@ async def _remote_core(settings: Settings) -> AsyncIterator[JobService]:
             results_dir=settings.worker.results_dir,
             per_user=settings.worker.per_user_queue,
             total=settings.worker.global_queue,
+            # HEALTH: health=health, once RedisRunner takes it (Redis unreachable, consumer groups gone).
         )
         async with runner:
             sources = SourceStore.beside(settings.worker.results_dir, settings.limits)
             service = JobService(
-                store, runner, settings.limits, settings.render.budget_bytes, sources=sources
+                store, runner, settings.limits, settings.render.budget_bytes, sources=sources, health=health
             )
             async with service:
                 yield service
@@ -125,27 +150,101 @@ async def open_redis(config: QueueConfig) -> AsyncIterator[Redis]:
 async def imagine(
     settings: Settings, text: str, output: Path | None, quiet: bool, image: Path | None = None
 ) -> int:
-    """Generate one grid or clip from a command line (remixing ``image`` when given) and save it."""
+    """Generate one grid or clip from a command line (remixing ``image`` when given) and save it.
+
+    SIGINT (Ctrl-C) or SIGTERM cancels the job at its next step: nothing is written, and the exit
+    status is 128 + the signal's number (130 for Ctrl-C).
+    """
     async with open_core(settings) as service:
         source = await service.sources.take(read_picture(image, settings.limits)) if image else None
         request = service.parse(text, source=source)
         record = await service.submit(request, owner="cli", platform="cli", reply_to=cli_path(str(output)))
+        job_id = record.job.id
         bar = ProgressLine(sys.stderr, enabled=not quiet)
-        async for event in service.watch(record.job.id):
-            bar.show(event)
-            if isinstance(event, Finished):
-                path = _save(event.result, output)
-                origin = provenance(record.job.request)
-                print(
-                    f"{path}  seed {record.job.request.seed}  job {record.job.id}"
-                    + (f"  ({origin})" if origin else "")
-                )
-                return 0
-            if isinstance(event, Failed):
-                print(f"{'model error' if event.model_load else 'error'}: {event.reason}", file=sys.stderr)
-                return EXIT_FAILED
+        with Interrupt(service, job_id) as interrupt:
+            async for event in service.watch(job_id):
+                await interrupt.retry()
+                if interrupt.signal is not None and isinstance(event, TERMINAL):
+                    bar.end()
+                    print(interrupt.outcome(event), file=sys.stderr)
+                    return 128 + interrupt.signal
+                bar.show(event)
+                if isinstance(event, Finished):
+                    print(_saved_line(_save(event.result, output), record.job.request, job_id))
+                    return 0
+                if isinstance(event, Failed):
+                    kind = "model error" if event.model_load else "error"
+                    print(f"{kind}: {event.reason}", file=sys.stderr)
+                    return EXIT_FAILED
     print("error: the job was cancelled", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _saved_line(path: Path, request: GenerationRequest, job_id: str) -> str:
+    origin = provenance(request)
+    return f"{path}  seed {request.seed}  job {job_id}" + (f"  ({origin})" if origin else "")
+
+
+class Interrupt:
+    """SIGINT or SIGTERM during ``imagine``: cancel its job at the next step; a second signal acts at once.
+
+    A job between the queue and the worker cannot be cancelled for a moment: the cancel is asked again
+    at its next event.
+    """
+
+    def __init__(self, service: JobService, job_id: str) -> None:
+        self.service = service
+        self.job_id = job_id
+        #: The number of the signal that asked to stop, once one did.
+        self.signal: int | None = None
+        self._cancelled = False
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def __enter__(self) -> Interrupt:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._caught, sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+    def _caught(self, sig: signal.Signals) -> None:
+        self.signal = int(sig)
+        self._restore()  # a second Ctrl-C stops the process the usual way
+        task = asyncio.ensure_future(self.retry())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def retry(self) -> None:
+        """Ask the job service to cancel, if a signal asked for it and it is not done yet."""
+        if self.signal is None or self._cancelled:
+            return
+        try:
+            await self.service.cancel(self.job_id)
+            self._cancelled = True
+        except UserError:
+            pass  # not cancellable this instant (being handed to the worker, or just ended)
+
+    def outcome(self, event: Progress) -> str:
+        """The one line saying what the signal did to the job."""
+        name = signal.Signals(self.signal or signal.SIGINT).name
+        if isinstance(event, Finished):
+            kept = event.result.primary.path
+            return f"interrupted ({name}): job {self.job_id} had just finished; not saved (it is at {kept})"
+        if isinstance(event, Failed):
+            return (
+                f"interrupted ({name}): job {self.job_id} failed meanwhile ({event.reason}); nothing written"
+            )
+        return f"cancelled ({name}): job {self.job_id} stopped; nothing written"
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def read_picture(path: Path, limits: LimitsConfig) -> bytes:
@@ -159,16 +258,44 @@ def read_picture(path: Path, limits: LimitsConfig) -> bytes:
         raise BadImage(f"cannot read {path}: {error.strerror or error}") from error
 
 
+#: Still-image formats ``-o`` may ask for besides the PNG the worker writes (a copy in that format).
+_REENCODE = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
 def _save(result: GenerationResult, output: Path | None) -> Path:
-    """Copy the primary file to ``output``, keeping the suffix of the format it was encoded in."""
+    """Write the primary file to ``output``: copied, or re-encoded when ``-o`` names another still format.
+
+    A clip asked for under a still image's suffix (or the other way round) keeps the suffix of the
+    format it was encoded in, and a note says which file was written.
+    """
     source = result.primary.path
     target = output or Path(source.name)
-    if target.suffix.lower() != source.suffix.lower():
-        target = target.with_suffix(source.suffix)
-        print(f"note: saved as {target.name}: that format fits the size budget", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return target
+    if target.suffix.lower() == source.suffix.lower():
+        shutil.copyfile(source, target)
+        return target
+    wanted = _REENCODE.get(target.suffix.lower())
+    if wanted is not None and result.primary.mime.startswith("image/") and source.suffix.lower() == ".png":
+        _reencode(source, target, wanted)
+        return target
+    written = target.with_suffix(source.suffix)
+    shutil.copyfile(source, written)
+    print(
+        f"note: wrote {written} ({result.primary.mime}), not {target.name}: "
+        f"a {source.suffix.lstrip('.')} is what this result was encoded as",
+        file=sys.stderr,
+    )
+    return written
+
+
+def _reencode(source: Path, target: Path, kind: str) -> None:
+    """A PNG result saved as JPEG or WebP, its command line kept as the file's comment."""
+    with Image.open(source) as picture:
+        comment = str(picture.info.get("command", ""))
+        options: dict[str, object] = {"quality": 92}
+        if kind == "JPEG" and comment:
+            options["comment"] = comment.encode()
+        picture.convert("RGB").save(target, kind, **options)
 
 
 #: Front ends started by ``memebot run`` when their config section says ``enabled: true``. Each module
@@ -189,17 +316,22 @@ def enabled_adapters(settings: Settings) -> dict[str, Adapter]:
 async def run(settings: Settings) -> int:
     """Start the worker and whatever the config enables, until SIGINT or SIGTERM."""
     stop = _stop_on_signals()
-    async with open_core(settings) as service, contextlib.AsyncExitStack() as stack:
+    if warning := public_url_warning(settings):
+        log.warning("%s", warning)
+    health = Health()
+    async with open_core(settings, health) as service, contextlib.AsyncExitStack() as stack:
         adapters = enabled_adapters(settings)
         for running in adapters.values():
             # Adapters subscribe to their jobs' events first, so recovered jobs reach them.
             await stack.enter_async_context(running(settings, service))
         await stack.enter_async_context(retention.running(settings, service))
         await service.recover()
+        waiting = [name for name in adapters if name in health.problems]
         log.info(
-            "ready: models %s; serving %s",
+            "ready: models %s; serving %s%s",
             ", ".join(service.catalog.names),
             ", ".join(adapters) or "no front end (enable discord, reddit or web in the config)",
+            f" (not yet: {', '.join(waiting)}, see above)" if waiting else "",
         )
         await stop.wait()
         log.info("shutting down: finishing the running job")
@@ -211,11 +343,13 @@ async def work(settings: Settings, name: str | None, models: Sequence[str] = ())
     if settings.queue.backend != "redis":
         print("config error: memebot worker needs queue.backend: redis", file=sys.stderr)
         return EXIT_USAGE
-    unknown = [m for m in models if m not in settings.models.entries]
-    if unknown:
-        listed = ", ".join(settings.models.entries)
-        print(f"config error: --models {','.join(unknown)}: not in models: ({listed})", file=sys.stderr)
-        return EXIT_USAGE
+    catalog = catalog_of(settings.models)
+    for model in models:
+        try:
+            catalog.check_name(model)
+        except UserError as error:
+            print(f"config error: --models: {error}", file=sys.stderr)
+            return EXIT_USAGE
     stop = _stop_on_signals()
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     # A wrong URL fails before minutes of model loading.
@@ -238,6 +372,7 @@ async def _worker_core(
 
     config = settings.queue
     keys = Keys(config.prefix)
+    # HEALTH: pass health= here once ModelPool.from_config takes it (a worker has no /healthz yet).
     pool = ModelPool.from_config(settings.models, settings.worker, only=models)
     # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
     spool = settings.worker.results_dir / "spool" / name
@@ -280,29 +415,30 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def check_config(settings: Settings, path: Path | None) -> int:
-    """Say that the config is valid, list the models, and name any model that cannot be found."""
-    models = settings.models
-    print(f"{path or 'built-in defaults'}: OK (store {settings.store.path})")
-    problems = 0
-    for name, config in models.entries.items():
-        info = describe_model(config, name)
-        default = [kind for kind, n in (("image", models.image), ("video", models.video)) if n == name]
-        flags = f" (default for {' and '.join(default)})" if default else ""
-        problem = model_problem(config)
-        problems += bool(problem)
-        status = f"  PROBLEM: {problem}" if problem else ""
-        shape = f"{info.kind.value}, {info.source}, {info.size} px, {info.steps} steps"
-        print(f"  model {name}: {shape}{flags}{status}")
-    return EXIT_FAILED if problems else 0
+def check_config(settings: Settings, path: Path | None, *, connect: bool = False) -> int:
+    """The pre-flight: every finding ``run`` would refuse to start with, each on one line.
+
+    Exit 0 only when there is no problem (warnings and notes never count); ``connect`` also logs in to
+    Discord and Reddit and pings Redis.
+    """
+    print(f"{path or 'built-in defaults (no ./config.yaml)'}: read (store {settings.store.path})")
+    shapes = {name: _shape(config, name) for name, config in settings.models.entries.items()}
+    findings = [*model_findings(settings, shapes), *platform_findings(settings)]
+    if connect:
+        findings += asyncio.run(connect_findings(settings))
+    for finding in findings:
+        print(finding.line())
+    refused = problems(findings)
+    if refused:
+        print(f"{counted(len(refused), 'problem')}: `memebot run` would not start or not serve")
+        return EXIT_FAILED
+    print("OK: `memebot run` would start" + ("" if connect else " (add --connect to log in)"))
+    return 0
 
 
-def model_problem(config: ModelConfig) -> str:
-    """Why a model's weights cannot be found, from what can be checked without loading them."""
-    folder = config.path or (Path(config.name) if config.name.startswith((".", "/", "~")) else None)
-    if folder is not None and not folder.expanduser().is_dir():
-        return f"folder {folder} does not exist"
-    return ""
+def _shape(config: ModelConfig, name: str) -> str:
+    info = describe_model(config, name)
+    return f"{info.kind.value}, {info.source}, {info.size} px, {counted(info.steps, 'step')}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,9 +448,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, default=None, help="config file (default ./config.yaml)")
     commands = parser.add_subparsers(dest="command", required=True)
-    imagine_cmd = commands.add_parser("imagine", help="generate one grid or clip from a prompt")
+    imagine_cmd = commands.add_parser(
+        "imagine",
+        help="generate one grid or clip from a prompt",
+        epilog=prompt_flags_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     imagine_cmd.add_argument("prompt", help='prompt and flags, e.g. "a hamster godzilla --n 4 --seed 7"')
-    imagine_cmd.add_argument("-o", "--output", type=Path, default=None, help="where to save the result")
+    imagine_cmd.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="where to save the result (.png, .jpg, .webp, .gif...)",
+    )
     imagine_cmd.add_argument(
         "--image", type=Path, default=None, help="a picture to start from (a remix; see --strength)"
     )
@@ -325,10 +472,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker_cmd.add_argument(
         "--models", default="", help="serve only these entries of models: (comma-separated; default all)"
     )
-    commands.add_parser("check-config", help="validate the config file and exit")
+    check_cmd = commands.add_parser(
+        "check-config", help="check everything `run` needs (the pre-flight) and exit: 0 when it would start"
+    )
+    check_cmd.add_argument(
+        "--connect", action="store_true", help="also log in to Discord and Reddit and ping Redis"
+    )
     for sub in commands.choices.values():
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def prompt_flags_help() -> str:
+    """The flags written inside the prompt, from the grammar (the config's limits apply on top)."""
+    lines = help_text(LimitsConfig()).splitlines()[1:-1]
+    return "flags inside the prompt:\n" + "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -343,28 +501,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings, settings.logging.level if args.command in ("run", "worker") else logging.WARNING
     )
     try:
-        if args.command == "check-config":
-            return check_config(settings, args.config)
-        if args.command == "imagine":
-            return asyncio.run(imagine(settings, args.prompt, args.output, args.quiet, args.image))
-        if args.command == "worker":
-            models = [m.strip() for m in args.models.split(",") if m.strip()]
-            return asyncio.run(work(settings, args.name, models))
-        return asyncio.run(run(settings))
+        return _command(args, settings)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as error:  # found only when starting, e.g. an adapter without its token
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except LoginRefused as error:
+        print(f"login error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except ModelLoadError as error:
         print(f"model error: {error}", file=sys.stderr)
         return EXIT_FAILED
     except RedisError as error:
-        print(f"queue error: cannot use Redis ({error})", file=sys.stderr)
+        print(
+            f"queue error: cannot use Redis: {redis_problem(error, settings.queue.redis_url)}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "check-config":
+        return check_config(settings, Settings.source(args.config), connect=args.connect)
+    if args.command == "imagine":
+        return asyncio.run(imagine(settings, args.prompt, args.output, args.quiet, args.image))
+    if args.command == "worker":
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        return asyncio.run(work(settings, args.name, models))
+    return asyncio.run(run(settings))
 
 
 def cli() -> None:

@@ -40,6 +40,8 @@ from generators.requests import GenerationRequest
 log = logging.getLogger(__name__)
 
 STAR = "⭐"
+#: This platform's name in ``service.health``.
+HEALTH = "discord"
 HALL_OF_FAME = "discord:hall-of-fame"
 _JOB_IN_CUSTOM_ID = re.compile(r"^mb:[a-z]+:([A-Za-z0-9_-]{8,64})")
 
@@ -66,15 +68,22 @@ class MemeBot(commands.Bot):
         self.remixes = Remixes(service, self.requests, fetcher)
         self.generation = Generation(service, self.requests, self.remixes)
         self._resumed = False
+        self._set_up = False
 
     async def setup_hook(self) -> None:
-        """Commands, the message menu, persistent buttons, command sync."""
-        await self.remixes.open()
-        await self.add_cog(self.generation)
-        self.tree.add_command(self.remixes.menu())
-        for cog in (QueueCommands, Info, ServerSettings):
-            await self.add_cog(cog(self.service, self.requests))
-        self.add_dynamic_items(JobButton)
+        """Commands, the message menu, persistent buttons, command sync.
+
+        A login that failed after this ran (the sync lost its connection) runs it again: the parts
+        added once are skipped, the sync is repeated.
+        """
+        if not self._set_up:
+            await self.remixes.open()
+            await self.add_cog(self.generation)
+            self.tree.add_command(self.remixes.menu())
+            for cog in (QueueCommands, Info, ServerSettings):
+                await self.add_cog(cog(self.service, self.requests))
+            self.add_dynamic_items(JobButton)
+            self._set_up = True
         if self.config.sync_guilds:
             for guild_id in self.config.sync_guilds:
                 guild = discord.Object(guild_id)
@@ -90,10 +99,20 @@ class MemeBot(commands.Bot):
 
     async def on_ready(self) -> None:
         """Deliver what finished while the bot was away (once per process)."""
+        self.service.health.report(HEALTH, None)
         if not self._resumed:
             self._resumed = True
             await self.delivery.resume()
         log.info("discord: ready as %s in %d servers", self.user, len(self.guilds))
+
+    async def on_resumed(self) -> None:
+        """The gateway connection is back after a drop."""
+        self.service.health.report(HEALTH, None)
+
+    async def on_disconnect(self) -> None:
+        """The gateway connection dropped: discord.py reconnects, ``/healthz`` says so meanwhile."""
+        if not self.is_closed():
+            self.service.health.report(HEALTH, "disconnected from the gateway, reconnecting")
 
     # -- buttons ----------------------------------------------------------------------------------
 

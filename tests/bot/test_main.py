@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from PIL import Image
 
 from bot.__main__ import main
 from bot.store import JobStatus, Store
+from generators.grammar import FLAGS
 from generators.render import read_metadata
 from generators.requests import GenerationRequest, Job
 
@@ -118,15 +120,17 @@ def test_check_config_lists_the_models_and_a_missing_folder(
 ) -> None:
     assert main(["check-config", "--config", str(write_models(tmp_path))]) == 0
     out = capsys.readouterr().out
-    assert "model tiny: image, builtin:tiny, 64 px, 2 steps (default for image)" in out
+    assert "model tiny: image, " in out and ", 64 px, 2 steps (default for image)" in out
     assert "model tiny-video: video" in out and "(default for video)" in out
+    assert out.splitlines()[-1].startswith("OK: `memebot run` would start")
     broken = write_models(tmp_path, extra="")
     broken.write_text(
         broken.read_text().replace("    tiny-video:", f"    mine: {{path: {tmp_path}/none}}\n    tiny-video:")
     )
     assert main(["check-config", "--config", str(broken)]) == 1
-    assert f"model mine: image, {tmp_path}/none" in (out := capsys.readouterr().out)
-    assert "PROBLEM: folder" in out and "does not exist" in out
+    out = capsys.readouterr().out
+    assert f"model mine: PROBLEM: folder {tmp_path}/none does not exist" in out
+    assert "OK" not in out  # never OK beside a PROBLEM
 
 
 @pytest.mark.parametrize(
@@ -320,3 +324,87 @@ def test_imagine_refuses_strength_without_a_picture(
     code = main(["--config", str(write_config(tmp_path)), "imagine", "a cat --strength 0.5"])
     assert code == 2
     assert "--strength needs a picture" in capsys.readouterr().err
+
+
+def long_job_config(tmp_path: Path) -> Path:
+    """A tiny model allowed a thousand steps: a job that is surely still running when a signal comes."""
+    config = tmp_path / "long.yaml"
+    config.write_text(
+        "models:\n  image: tiny\n  video: null\n  entries:\n"
+        "    tiny: {size: 64, steps: 1000, max_steps: 1000, max_work: 100000}\n"
+        "limits:\n  max_steps: 1000\n"
+        f"store:\n  path: {tmp_path / 'memebot.db'}\nworker:\n  results_dir: {tmp_path / 'results'}\n"
+    )
+    return config
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_cancels_imagine_s_job_at_its_next_step(
+    tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    out = tmp_path / "never.png"
+    config = str(long_job_config(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", config, "imagine", "a cat --n 1", "-o", str(out)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        lines = []
+        while "step 1/1000" not in (line := proc.stderr.readline()):
+            assert line, "".join(lines)
+            lines.append(line)
+        proc.send_signal(sig)
+        stdout, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = rest.strip().splitlines()[-1]
+    assert proc.returncode == code, rest
+    assert re.fullmatch(rf"cancelled \({sig.name}\): job \S+ stopped; nothing written", last), rest
+    assert "step 1000/1000" not in rest and stdout == "" and not out.exists()
+    job_id = last.split()[3]
+
+    async def status() -> JobStatus | None:
+        async with Store.open(tmp_path / "memebot.db") as store:
+            record = await store.get(job_id)
+            return None if record is None else record.status
+
+    assert asyncio.run(status()) is JobStatus.CANCELLED
+
+
+def test_output_names_the_format_it_gets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(write_config(tmp_path))
+    jpeg = tmp_path / "x.jpg"
+    assert main(["--config", config, "imagine", "a cat --n 1 --seed 3", "-o", str(jpeg), "-q"]) == 0
+    with Image.open(jpeg) as picture:
+        assert picture.format == "JPEG" and picture.size == (64, 64)
+    assert capsys.readouterr().out.startswith(f"{jpeg}  seed 3")
+    # A clip cannot be a PNG: what was written is said, under the name it has.
+    clip_config = str(write_config(tmp_path, "tiny-video"))
+    asked = tmp_path / "clip.png"
+    assert main(["--config", clip_config, "imagine", "a cat --video", "-o", str(asked), "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert not asked.exists() and (tmp_path / "clip.gif").exists()
+    assert f"note: wrote {tmp_path / 'clip.gif'} (image/gif), not clip.png" in err
+    assert out.startswith(str(tmp_path / "clip.gif"))
+
+
+def test_imagine_help_lists_the_prompt_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["imagine", "--help"])
+    out = capsys.readouterr().out
+    for flag in FLAGS:
+        assert f"--{flag.name}" in out and flag.help in out
+
+
+def test_a_typo_in_worker_models_gets_a_did_you_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_models(tmp_path, extra="queue:\n  backend: redis\n")
+    assert main(["--config", str(config), "worker", "--models", "tiyn"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error: --models:") and "did you mean tiny?" in err
+    assert len(err.splitlines()) == 1
