@@ -449,15 +449,15 @@ def verdict(rows: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     """The rows as a fixed-width table."""
-    print(f"{'dtype':<9} {'batch':>5}  {'case':<48} {'images/s':>9} {'vs best bare':>12}")
+    print(f"{'dtype':<9} {'batch':>5}  {'case':<60} {'images/s':>9} {'vs best bare':>12}")
     for r in rows:
         print(
-            f"{r['dtype']:<9} {r['batch']:>5}  {r['case']:<48} {r['images_per_s']:>9.2f} {r['ratio']:>12.2f}"
+            f"{r['dtype']:<9} {r['batch']:>5}  {r['case']:<60} {r['images_per_s']:>9.2f} {r['ratio']:>12.2f}"
         )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the plan, print the table and write the JSON; return what was written."""
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -478,29 +478,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dtypes", default="", help="comma-separated, e.g. float16,bfloat16")
     parser.add_argument("--no-encode", action="store_true", help="leave out the encoding row")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/gpu.json"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the plan, print the table and write the JSON (after each dtype); return what was written."""
+    args = parser().parse_args(argv)
     plan = plan_from(args)
+    device = torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else "CPU"
+    print(f"{device}; {plan.size} px, 1 step, full VAE unless a row says otherwise")
     rows: list[dict[str, Any]] = []
     first: dict[str, float] = {}
+    result: dict[str, Any] = {}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in plan.dtypes:
             found, first[str(dtype).removeprefix("torch.")] = measure_dtype(plan, dtype, Path(tmp))
+            found = with_ratios(found)  # ratios are within a dtype: each table stands alone
+            print_table(found)
             rows += found
-    rows = with_ratios(rows)
-    device = torch.cuda.get_device_name(plan.device) if plan.device.type == "cuda" else "CPU"
-    print(f"{device}; {plan.size} px, 1 step, full VAE unless a row says otherwise")
-    print_table(rows)
-    result = {"device": device, "size": plan.size, "rows": rows, "first_image_s": first} | verdict(
-        rows, plan.device
-    )
+            # Written after each dtype, so a check that runs out of time keeps what it measured.
+            result = {"device": device, "size": plan.size, "rows": rows, "first_image_s": first}
+            result |= verdict(rows, plan.device) | {"complete": dtype == plan.dtypes[-1]}
+            args.json.write_text(json.dumps(result, indent=2, default=str))
     print(f"first image after start (load, move, warm-up): {first}")
     if plan.device.type != "cuda":
         print("no CUDA device: the goal (>= 100 images/s within 10% of bare) is for an H100-class GPU")
     else:
         met = "met" if result["goal_met"] else "NOT met"
         print(f"goal >= {GOAL_IMAGES_PER_S:.0f} images/s within 10% of bare: {met}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2, default=str))
     return result
 
 

@@ -19,3 +19,7 @@ def test_the_quick_run_measures_bare_calls_switches_and_memebots_path(tmp_path: 
     assert max(bare) == 1.0  # every ratio is against the best bare call of its dtype
     assert result["first_image_s"]["float32"] > 0
     assert result["measured_on_gpu"] is False and result["goal_met"] is False  # the goal needs a GPU
+    assert result["complete"] is True
+    memebot = [row for row in result["rows"] if row["case"].startswith("memebot")]
+    assert memebot and all(row["images_per_call"] == [1] for row in memebot)  # calls of the row's batch
+    assert not any(row["recompile_limit_hit"] for row in result["rows"])
