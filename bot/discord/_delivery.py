@@ -5,6 +5,11 @@ plain channel message that mentions its owner instead. A job that took longer th
 ``discord.notify_after_s`` but could still be edited in place ends with a short follow-up that
 mentions its owner, since an edit notifies nobody. Those two are the only pings the bot sends, and
 each allows exactly one user to be mentioned.
+
+A result the image classifier flagged is shown as made in an age-restricted channel or a DM; elsewhere
+it follows the server's ``/settings set flagged:`` (else ``safety.flagged_in_safe_channel``): in a grid
+with unflagged tiles only the flagged ones are blurred and labelled; a single picture or clip is either
+blocked (a notice only the requester sees, where an interaction allows it) or hidden behind a spoiler.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import discord
+from PIL import Image
 
 from bot.addresses import DiscordAddress, DiscordInteraction, as_discord
 from bot.discord._buttons import cancel_view, result_view
+from bot.discord._settings import Flagged, load_flagged
 from bot.discord._text import DISCORD_LIMIT, progress_text, result_text
 from bot.jobs import JobService
 from bot.settings import DiscordConfig
 from bot.store import JobRecord, JobStatus
-from generators.requests import TERMINAL, Cancelled, Failed, Preview, Progress
+from generators import render
+from generators.requests import TERMINAL, Cancelled, Failed, GenerationResult, Kind, Preview, Progress
 from generators.tasks import TaskSupervisor
 from generators.text import clip
 
@@ -34,6 +42,11 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 TOKEN_LIFETIME_S = 15 * 60 - 30  # a margin for clocks and the request itself
+FLAGGED_LABEL = "hidden: flagged"
+WITHHELD = (
+    "🚫 The image check flagged this result, so it is not shown in this channel; "
+    "ask in an age-restricted channel or in DMs."
+)
 
 
 class Undeliverable(Exception):
@@ -52,10 +65,19 @@ class _Tracked:
 class Delivery:
     """Turns a job's events into edits of its message, and its result into the final post."""
 
-    def __init__(self, client: discord.Client, service: JobService, config: DiscordConfig) -> None:
+    def __init__(
+        self,
+        client: discord.Client,
+        service: JobService,
+        config: DiscordConfig,
+        *,
+        flagged_default: Flagged = "block",
+    ) -> None:
         self.client = client
         self.service = service
         self.config = config
+        #: What a flagged result does in a safe channel of a server that chose nothing.
+        self.flagged_default: Flagged = flagged_default
         self._tracked: dict[str, _Tracked] = {}
         self._tasks = TaskSupervisor("discord-job")
 
@@ -168,7 +190,9 @@ class Delivery:
             content = progress_text(_terminal_event(record), request)
             return await self._edit_or_post(reply_to, content=content, attachments=[], view=None)
         result = record.result
-        file = await result_file(result.primary.path, spoiler=reply_to.get("spoiler", False))
+        file = await self._flagged_file(record, result, reply_to)
+        if file is None:
+            return await self._withhold(reply_to)
         content = result_text(
             request,
             seed=result.seeds[0],
@@ -178,6 +202,44 @@ class Delivery:
         )
         view = result_view(record.id, 0 if request.kind.value == "video" else len(result.seeds))
         return await self._edit_or_post(reply_to, content=content, attachments=[file], view=view)
+
+    async def _flagged_file(
+        self, record: JobRecord, result: GenerationResult, reply_to: DiscordAddress
+    ) -> discord.File | None:
+        """The file to post: as it is, its flagged tiles hidden, behind a spoiler, or None: withheld."""
+        spoiler = reply_to.get("spoiler", False)
+        # Shown as it is where an age-restricted prompt could be: an age-restricted channel, or a DM.
+        if not result.flagged or reply_to.get("age_restricted", False) or reply_to.get("guild_id") is None:
+            return await result_file(result.primary.path, spoiler=spoiler)
+        tiles = len(result.seeds)
+        if record.job.request.kind is not Kind.VIDEO and tiles > len(set(result.nsfw)):
+            budget = record.job.budget_bytes
+            encoded = await asyncio.to_thread(hide_flagged, result.primary.path, tiles, result.nsfw, budget)
+            name = f"{result.primary.path.stem}.{encoded.ext}"
+            return discord.File(io.BytesIO(encoded.data), filename=name, spoiler=spoiler)
+        guild_id = reply_to.get("guild_id")
+        choice = await load_flagged(self.service.store, None if guild_id is None else int(guild_id))
+        if (choice or self.flagged_default) == "block":
+            return None
+        return await result_file(result.primary.path, spoiler=True)
+
+    async def _withhold(self, reply_to: DiscordAddress) -> tuple[discord.Message, bool]:
+        """Tell only the requester that their result is not shown here, and leave nothing else behind.
+
+        A live interaction gets an ephemeral follow-up and its public message is deleted; otherwise (a
+        meme-channel reply, an expired token) the job's message becomes the one-line notice. Either way
+        the requester has been told: no later ping is needed (True)."""
+        if reply_to["kind"] == "interaction" and _editable(reply_to):
+            followup = discord.Webhook.from_state(
+                {"id": reply_to["application_id"], "type": 3, "token": reply_to.get("token", "")},
+                self.client._connection,
+            )
+            notice = await followup.send(WITHHELD, ephemeral=True, wait=True)
+            with contextlib.suppress(discord.NotFound):
+                await followup.delete_message(int(reply_to["message_id"]))
+            return notice, True
+        message, _ = await self._edit_or_post(reply_to, content=WITHHELD, attachments=[], view=None)
+        return message, True
 
     async def _edit_or_post(self, reply_to: DiscordAddress, **message: Any) -> tuple[discord.Message, bool]:
         if _editable(reply_to):
@@ -220,6 +282,13 @@ async def result_file(path: Path, *, spoiler: bool = False) -> discord.File:
     """A stored result as an upload, read off the event loop (no file handle left to close)."""
     data = await asyncio.to_thread(path.read_bytes)
     return discord.File(io.BytesIO(data), filename=path.name, spoiler=spoiler)
+
+
+def hide_flagged(path: Path, tiles: int, flagged: tuple[int, ...], budget_bytes: int) -> render.Encoded:
+    """A stored grid of ``tiles`` pictures with the ``flagged`` ones blurred and labelled (blocking)."""
+    with Image.open(path) as grid:
+        hidden = render.hide_tiles(grid, tiles, flagged, label=FLAGGED_LABEL)
+    return render.encode_image(hidden, budget_bytes=budget_bytes)
 
 
 def _editable(reply_to: DiscordAddress) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, cast
 
 import discord
 from discord import app_commands
@@ -11,12 +11,17 @@ from discord import app_commands
 from bot.discord._cogs import KIND_WORDS, FeatureCog, model_choices
 from bot.discord._policy import GuildSettings, save_guild
 from bot.discord._text import escape
+from bot.store import Store
 from generators.errors import Forbidden
 from generators.models import ModelInfo
 from generators.text import clip
 
 #: What /settings set model: takes to go back to the bot's own defaults.
 BOT_DEFAULT = "default"
+#: Where each server's choice for flagged results in safe channels is kept (beside its settings).
+FLAGGED = "discord:guild-flagged"
+
+Flagged = Literal["block", "spoiler"]
 
 
 class ServerSettings(FeatureCog):
@@ -40,13 +45,19 @@ class ServerSettings(FeatureCog):
     ) -> None:
         await save_guild(self.service.store, guild_id, settings)
         self.requests.remember(guild_id, settings)
-        await interaction.response.send_message(describe_settings(settings), ephemeral=True)
+        await self._show(interaction, guild_id, settings)
+
+    async def _show(
+        self, interaction: discord.Interaction[Any], guild_id: int, settings: GuildSettings
+    ) -> None:
+        flagged = await load_flagged(self.service.store, guild_id)
+        await interaction.response.send_message(describe_settings(settings, flagged), ephemeral=True)
 
     @settings.command(name="show")
     async def settings_show(self, interaction: discord.Interaction[Any]) -> None:
         """Show this server's settings"""
-        _, settings = await self._admin(interaction)
-        await interaction.response.send_message(describe_settings(settings), ephemeral=True)
+        guild_id, settings = await self._admin(interaction)
+        await self._show(interaction, guild_id, settings)
 
     @settings.command(name="set")
     @app_commands.describe(
@@ -57,6 +68,7 @@ class ServerSettings(FeatureCog):
         allow_nsfw="Allow flagged prompts in age-restricted channels (off: nowhere)",
         requester_only_buttons="Only the requester (or moderators) may use a result's buttons",
         spoiler="Post every result as a spoiler",
+        flagged="A result the image check flags, in a channel that is not age-restricted: block or spoiler",
     )
     async def settings_set(
         self,
@@ -68,9 +80,12 @@ class ServerSettings(FeatureCog):
         requester_only_buttons: bool | None = None,
         spoiler: bool | None = None,
         model: app_commands.Range[str, 1, 100] | None = None,
+        flagged: Flagged | None = None,
     ) -> None:
         """Change defaults and policies."""
         guild_id, settings = await self._admin(interaction)
+        if flagged is not None:
+            await save_flagged(self.service.store, guild_id, flagged)
         if model is not None:
             where = None if channel is None else channel.id
             settings = settings.with_model(self._model_setting(model), where)
@@ -121,7 +136,20 @@ def _replace(settings: GuildSettings, changes: dict[str, Any]) -> GuildSettings:
     return dataclasses.replace(settings, **changes)
 
 
-def describe_settings(settings: GuildSettings) -> str:
+async def load_flagged(store: Store, guild_id: int | None) -> Flagged | None:
+    """A server's choice for flagged results in its safe channels; None: the bot's default."""
+    if guild_id is None:
+        return None
+    stored = (await store.kv_get(FLAGGED, str(guild_id)) or {}).get("choice")
+    return cast(Flagged, stored) if stored in ("block", "spoiler") else None
+
+
+async def save_flagged(store: Store, guild_id: int, choice: Flagged) -> None:
+    """Keep a server's choice for flagged results in its safe channels."""
+    await store.kv_set(FLAGGED, str(guild_id), {"choice": choice})
+
+
+def describe_settings(settings: GuildSettings, flagged: Flagged | None = None) -> str:
     """The settings as an admin reads them."""
     channels = ", ".join(f"<#{c}>: {n}" for c, n in settings.channel_n.items()) or "none"
     channel_models = ", ".join(f"<#{c}>: {_models(m)}" for c, m in settings.channel_models.items())
@@ -133,6 +161,7 @@ def describe_settings(settings: GuildSettings) -> str:
             f"Flagged prompts in age-restricted channels: {'allowed' if settings.allow_nsfw else 'never'}",
             f"Buttons only for the requester: {'yes' if settings.requester_only_buttons else 'no'}",
             f"Spoiler on every result: {'yes' if settings.spoiler else 'no'}",
+            f"Results the image check flags, outside age-restricted channels: {flagged or 'bot default'}",
             f"Banned words: {escape(clip(', '.join(settings.ban_words), 1000)) or 'none'}",
         ]
     )
