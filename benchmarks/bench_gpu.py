@@ -406,11 +406,16 @@ def with_switch(pipe: Any, switch: Switch, batch: int, plan: Plan) -> tuple[floa
 def memebot_row(
     pipe: Any, plan: Plan, batch: int, label: str, on: Sequence[Switch], folder: Path
 ) -> dict[str, Any]:
-    """memebot's path at ``batch`` with ``on`` switched on for the row only."""
-    with recompile_limit_hits() as hits, switched(pipe, on):
-        run = asyncio.run(full_path(pipe, batch, plan.size, plan.runs, folder))
+    """memebot's path at ``batch`` with ``on`` switched on for the row only (0 when it fails here)."""
     names = " + ".join(s.name for s in on)
     case = f"memebot + {names}" if on else "memebot"
+    with recompile_limit_hits() as hits:
+        try:
+            with switched(pipe, on):
+                run = asyncio.run(full_path(pipe, batch, plan.size, plan.runs, folder))
+        except Exception as error:  # a finding for the table, like a failing switch
+            print(f"{case} failed at batch {batch}: {type(error).__name__}: {error}".splitlines()[0])
+            return row(label, batch, f"{case} (failed: see the log above)", 0.0, hits)
     sizes = sorted(set(run.calls))
     if sizes != [batch]:
         case += f" (calls of {', '.join(map(str, sizes))})"

@@ -108,3 +108,15 @@ def test_a_spent_recompile_budget_is_reported(pipe: Any) -> None:
             bare(pipe, 2, PLAN.size, 1)
     torch._dynamo.reset()
     assert hits and all("recompile_limit" in hit for hit in hits)
+
+
+def test_a_memebot_row_that_fails_is_a_row_not_the_end_of_the_table(pipe: Any, tmp_path: Path) -> None:
+    unet = pipe.unet
+
+    def breaks(p: Any) -> Any:
+        raise RuntimeError("Triton needs Python.h")
+
+    row = memebot_row(pipe, PLAN, 1, "float32", [Switch("compile default", breaks, compiles=True)], tmp_path)
+    assert row["case"] == "memebot + compile default (failed: see the log above)"
+    assert row["images_per_s"] == 0.0
+    assert pipe.unet is unet
