@@ -16,6 +16,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from bot.discord._bot import MemeBot
 from bot.discord._commands import Generation, command_text
@@ -27,11 +28,11 @@ from bot.reddit._text import message_reply
 from bot.settings import DiscordConfig, RedditConfig
 from generators.config import LimitsConfig, ModelConfig
 from generators.errors import UserError
-from generators.intake import IntakeLimits
-from generators.models import Catalog, work_of
-from generators.presets import describe_model
+from generators.intake import MEDIA_HOSTS, BadImage, IntakeLimits, allowed, decode
+from generators.models import Catalog, describe_model, work_of
 from generators.requests import GenerationRequest, Kind
 from generators.sources import SourceStore
+from tests import pictures
 
 DISCORD_LIMIT = 2000  # characters in one message
 REDDIT_LIMIT = 10_000  # characters in one comment
@@ -214,3 +215,44 @@ def test_the_hostile_pieces_reach_every_outcome() -> None:
     )
     assert outcome(lambda: reddit_comment(REQUESTS.service, "thanks u/memebot", True), 1) == "ignored"
     assert outcome(lambda: reddit_comment(REQUESTS.service, "u/memebot a cat --video", True), 1) == "request"
+
+
+#: Addresses as a post or an embed may carry them: schemes, hosts, brackets, look-alikes, anything.
+URL_PIECES = "https:// http:// [ ] ::1 @ # \uff03 : / % ? \u3002 \x00 user:pw 99999 xn-- ."
+URL_PIECES += " cdn.discordapp.com i.redd.it"
+urls = st.one_of(
+    st.text(max_size=80),
+    st.builds("".join, st.lists(st.sampled_from(URL_PIECES.split(" ")), max_size=12)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(urls)
+def test_a_picture_address_is_allowed_or_not_and_never_raises(url: str) -> None:
+    for hosts in (MEDIA_HOSTS["discord"], MEDIA_HOSTS["reddit"]):
+        assert allowed(url, hosts) in (True, False)
+
+
+SEEDS = [
+    pictures.encoded(Image.new("RGB", (12, 8), (1, 2, 3)), fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP")
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(SEEDS),
+    st.lists(st.tuples(st.integers(0, 400), st.binary(min_size=1, max_size=4)), max_size=6),
+)
+def test_a_damaged_picture_decodes_or_is_one_line_refused(
+    seed: bytes, edits: list[tuple[int, bytes]]
+) -> None:
+    """Bytes of each format taken, overwritten here and there: a picture or a BadImage, nothing else."""
+    data = bytearray(seed)
+    for at, patch in edits:
+        data[at % len(data) : at % len(data) + len(patch)] = patch
+    try:
+        picture = decode(bytes(data), limits=IntakeLimits(max_bytes=64 * 1024, max_pixels=512 * 512))
+    except BadImage as refusal:
+        assert str(refusal) and "\n" not in str(refusal) and len(str(refusal)) < 200
+    else:
+        assert picture.mode == "RGB" and picture.width * picture.height <= 512 * 512
