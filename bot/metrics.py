@@ -1,6 +1,7 @@
 """Prometheus metrics of one bot: queue depth, jobs by outcome, latencies, batch sizes, workers.
 
-Per model: the jobs waiting for it and the live workers serving it, so a model nobody serves shows.
+Per model: the jobs waiting for it and the live workers serving it, so a model nobody serves shows, and
+the results the image classifier flagged.
 
 They are measured from the job service's events, so they read the same with the in-process worker and
 with Redis workers (where latencies include the trip through Redis). Each bot has its own registry;
@@ -31,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from bot.jobs import JobService
 from bot.runners import Runner
+from bot.store import Store
 from generators.requests import Cancelled, Failed, Finished, Progress, Started, Step
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -79,8 +81,19 @@ class Metrics:
             buckets=_IMAGES,
             registry=registry,
         )
+        self.flagged = Counter(
+            "memebot_flagged_results",
+            "Results the image classifier flagged, by model.",
+            ["model"],
+            registry=registry,
+        )
+        for name in runner.catalog.names:
+            self.flagged.labels(name)  # shown as 0 before the first one
         self._timings: dict[str, _Timing] = {}
         self.results: _ResultsCollector | None = None
+        #: Where a flagged job's model is looked up; flagged jobs wait in ``_flagged`` for the next scrape.
+        self.store: Store | None = None
+        self._flagged: list[str] = []
 
     def count_results(self, folder: Path) -> None:
         """Also report the size of the result files in ``folder`` (measured on each scrape)."""
@@ -88,14 +101,20 @@ class Metrics:
         self.registry.register(self.results)
 
     async def refresh(self) -> None:
-        """Measure what is slow to measure, off the event loop (call before :meth:`render`)."""
+        """Measure what is slow to measure, off the event loop, and count the flagged results by model
+        (the events do not name it, the store does): call before :meth:`render`."""
         if self.results is not None:
             await asyncio.to_thread(self.results.measure)
+        flagged, self._flagged = self._flagged, []
+        for job_id in flagged:
+            record = None if self.store is None else await self.store.get(job_id)
+            self.flagged.labels((record.job.request.model if record else None) or "unknown").inc()
 
     @classmethod
     def following(cls, service: JobService) -> Metrics:
         """Metrics of ``service``'s jobs from now on."""
         metrics = cls(service.runner)
+        metrics.store = service.store
         service.observe(metrics.observe)
         return metrics
 
@@ -114,9 +133,11 @@ class Metrics:
                 if timing.last_step is not None:
                     self.step.observe(now - timing.last_step)
                 timing.last_step = now
-            case Finished():
+            case Finished(result=result):
                 self.jobs.labels("done").inc()
                 self.latency.observe(now - timing.queued)
+                if result.flagged:
+                    self._flagged.append(job_id)
             case Failed():
                 self.jobs.labels("failed").inc()
             case Cancelled():

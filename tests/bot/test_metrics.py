@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot import web
@@ -24,7 +26,9 @@ from generators.requests import (
     Started,
     Step,
 )
+from generators.results import render_job
 from generators.streams.heartbeat import WorkerStatus
+from tests.generators.test_safety import flagging
 from tests.helpers import open_service
 
 
@@ -159,6 +163,33 @@ async def test_the_web_server_serves_the_metrics_of_real_jobs(
     assert values["memebot_batch_images_count"] >= 1
     assert values["memebot_step_seconds_count"] >= 2
     assert values["memebot_results_files"] >= 2 and values["memebot_results_bytes"] > 0
+
+
+async def test_flagged_results_are_counted_per_model(
+    tiny_backend: DiffusersBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        worker=WorkerConfig(results_dir=tmp_path / "results"), web=WebConfig(enabled=True, port=0)
+    )
+    classifier = flagging(1, count=2)  # the first job's second image; the second job's are clean
+    monkeypatch.setattr("generators.worker.render_job", functools.partial(render_job, classifier=classifier))
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, batching=False) as service:
+        async with web.running(settings, service) as server, aiohttp.ClientSession() as http:
+            for text in ("one --n 2", "two --n 2"):
+                record = await service.submit(service.parse(text), owner="u", platform="cli", reply_to={})
+                async for event in service.watch(record.id):
+                    if isinstance(event, Finished):
+                        break
+            async with http.get(f"{server.url}/metrics") as response:
+                values = samples(await response.text())
+    assert values['memebot_flagged_results_total{model="tiny"}'] == 1
+    assert values['memebot_jobs_total{outcome="done"}'] == 2
+
+
+def test_flagged_results_show_as_zero_before_the_first() -> None:
+    values = samples(Metrics(FakeRunner()).render().decode())  # type: ignore[arg-type]
+    assert values['memebot_flagged_results_total{model="tiny"}'] == 0
+    assert values['memebot_flagged_results_total{model="tiny-video"}'] == 0
 
 
 async def test_the_result_files_on_disk_are_measured_on_each_scrape(tmp_path: Path) -> None:
