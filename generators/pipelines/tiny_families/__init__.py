@@ -23,7 +23,7 @@ from generators.pipelines.tiny_families.video import write_animatediff, write_co
 
 Builder = Callable[[Path, int], Path]
 
-# Every family renders at this side; clips have FRAMES frames (9 fits LTX's 8k+1 and Wan/CogVideoX's 4k+1).
+# Every family renders at this side; clips have FRAMES frames (9 fits LTX's and CogVideoX's 8k+1, Wan's 4k+1).
 SIZE = 64
 FRAMES = 9
 
@@ -97,16 +97,23 @@ INFO: dict[str, TinyInfo] = {
         _video("modelscope", "ModelScope T2V: 4 channels at 1/8, any frame count; legacy `callback` only"),
         _video(
             "cogvideox",
-            "CogVideoX-2b: 16 channels at 1/8, 1/4 in time, frames 4k+1, latents "
+            "CogVideoX-2b: 16 channels at 1/8, 1/4 in time; frames 8k+1 (other counts come back as "
+            "4k or 4k+1 other frames: the decoder pairs latents); latents "
             "(batch, frames, channels, h, w)",
         ),
         _video(
             "ltx",
-            "LTX-Video 0.9: 128 channels at 1/32, 1/8 in time, frames 8k+1, sides multiple of 32, "
-            "packed latents; LTXImageToVideoPipeline loads the same folder",
+            "LTX-Video 0.9: 128 channels at 1/32, 1/8 in time, frames 8k+1 (8 gives 1 frame), "
+            "sides multiple of 32, packed latents; LTXImageToVideoPipeline loads the same folder",
         ),
-        _video("wan", "Wan 2.1 T2V 1.3B: 16 channels at 1/8, 1/4 in time, frames 4k+1; UniPC flow scheduler"),
-        _video("animatediff", "AnimateDiff: SD 1.5 UNet + MotionAdapter, 4 channels at 1/8, 1 to 32 frames"),
+        _video(
+            "wan",
+            "Wan 2.1 T2V 1.3B: 16 channels at 1/8, 1/4 in time, frames 4k+1 (others rounded, with a warning)",
+        ),
+        _video(
+            "animatediff",
+            "AnimateDiff: SD 1.5 UNet + MotionAdapter, 4 channels at 1/8; 1-32 frames (more: RuntimeError)",
+        ),
         _video(
             "wan-i2v",
             "Wan 2.1 I2V 14B: as wan plus a CLIP image encoder; image= is the first frame; frames 4k+1; "
@@ -115,7 +122,8 @@ INFO: dict[str, TinyInfo] = {
         ),
         _video(
             "cogvideox-i2v",
-            "CogVideoX-5b-I2V: 16 channels, 32 in; learned positions fix the size: 64 px, 9 frames only",
+            "CogVideoX-5b-I2V: 16 channels, 32 in; learned positions fix the size to 64 px (ValueError "
+            "otherwise); frames 8k+1 as cogvideox",
             takes_picture=True,
         ),
         _video(

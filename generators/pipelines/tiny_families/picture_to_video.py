@@ -74,8 +74,8 @@ def write_wan_i2v(folder: Path, seed: int = 0) -> Path:
 def write_cogvideox_i2v(folder: Path, seed: int = 0) -> Path:
     """CogVideoX-5b-I2V: the picture's latents join the noise (32 channels in), RoPE plus learned positions.
 
-    The learned positional embedding fixes the size, as the real model's fixes 720x480 and 49 frames:
-    this one renders only 64x64 px with 9 frames.
+    The learned positional embedding fixes the size, as the real model's fixes 720x480: this one renders
+    only 64x64 px (other sizes raise ValueError); frames 8k+1 as CogVideoX-2b.
     """
     seed_all(seed)
     tokenizer = t5_tokenizer()

@@ -200,7 +200,7 @@ def cogvideox_scheduler() -> CogVideoXDDIMScheduler:
 
 
 def write_cogvideox(folder: Path, seed: int = 0) -> Path:
-    """CogVideoX-2b: T5, 16-channel latents at 1/8 space, 1/4 time; frames 4k+1 (49 on the real one)."""
+    """CogVideoX-2b: T5, 16-channel latents at 1/8 space, 1/4 time; frames 8k+1 (49 on the real one)."""
     seed_all(seed)
     tokenizer = t5_tokenizer()
     pipe = CogVideoXPipeline(

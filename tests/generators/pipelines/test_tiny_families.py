@@ -142,3 +142,12 @@ def test_ltx_image_to_video_loads_the_ltx_folder(tmp_path: Path) -> None:
         output_type="np",
     )
     assert np.asarray(out.frames).shape == (1, info.frames, info.size, info.size, 3)
+
+
+def test_the_seed_decides_the_weights(tmp_path: Path) -> None:
+    def weights(seed: int, name: str) -> bytes:
+        folder = TINY["flux"](tmp_path / name, seed)
+        return (folder / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+
+    assert weights(0, "a") == weights(0, "b")
+    assert weights(0, "a") != weights(1, "c")
