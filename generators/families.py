@@ -52,6 +52,8 @@ class Family:
     animate: str = ""
     #: Whether the pipeline also takes a prompt (Stable Video Diffusion takes only a picture).
     prompt: bool = True
+    #: Whether every request must bring a picture (image-to-video checkpoints).
+    needs_picture: bool = False
     layout: Layout = "plain"
     latent_channels: int = 4
     #: Clips: frame counts are ``frames_step × k + 1`` (1: any count).
@@ -195,6 +197,7 @@ FAMILIES: tuple[Family, ...] = (
         Kind.VIDEO,
         ("CogVideoXImageToVideoPipeline",),
         animate="self",
+        needs_picture=True,
         layout="frames_first",
         latent_channels=16,
         frames_step=4,
@@ -224,6 +227,7 @@ FAMILIES: tuple[Family, ...] = (
         Kind.VIDEO,
         ("LTXImageToVideoPipeline",),
         animate="self",
+        needs_picture=True,
         layout="packed",
         latent_channels=128,
         frames_step=8,
@@ -253,6 +257,7 @@ FAMILIES: tuple[Family, ...] = (
         Kind.VIDEO,
         ("WanImageToVideoPipeline",),
         animate="self",
+        needs_picture=True,
         layout="frames",
         latent_channels=16,
         frames_step=4,
@@ -270,6 +275,7 @@ FAMILIES: tuple[Family, ...] = (
         denoiser="unet",
         negative="none",
         animate="self",
+        needs_picture=True,
         prompt=False,
         layout="frames_first",
         steps=25,

@@ -62,6 +62,7 @@ class ModelInfo:
     remix: bool = True
     animate: bool = False
     prompt: bool = True
+    needs_picture: bool = False
     step_rule: StepRule = "floor"
     frames_step: int = 1
     #: Steps the scheduler runs beyond those asked for (PNDM's PLMS form: one).
@@ -204,10 +205,10 @@ class Catalog:
                 f"{model.name} can't {what}" + _other(can, f"{model.kind_word} models that can", named=True),
                 flag="--video" if model.kind is Kind.VIDEO else "--strength",
             )
-        if not request.remix and not model.prompt:
+        if not request.remix and model.needs_picture:
             raise BadRequest(
-                f"{model.name} only animates a picture: attach one, or pick another model"
-                + _other([m for m in self.of_kind(model.kind) if m.prompt], model.kind_word),
+                f"{model.name} only animates a picture: send one with the command, or pick another model"
+                + _other([m for m in self.of_kind(model.kind) if not m.needs_picture], model.kind_word),
                 flag="--model",
             )
 
@@ -309,6 +310,7 @@ def model_info(
         remix=bool(family.remix),
         animate=bool(family.animate),
         prompt=family.prompt,
+        needs_picture=family.needs_picture,
         step_rule=family.step_rule,
         frames_step=family.frames_step,
         true_cfg=family.true_cfg,

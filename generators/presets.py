@@ -63,6 +63,7 @@ PRESETS: dict[str, Preset] = {
         _tiny("tiny-sdxl", "sdxl"),
         _tiny("tiny-sd3", "sd3"),
         _tiny("tiny-flux", "flux"),
+        _tiny("tiny-flux-dev", "flux", "flux-dev"),
         _tiny("tiny-pixart", "pixart-sigma"),
         _tiny("tiny-sana", "sana"),
         _tiny("tiny-animatediff", "animatediff"),

@@ -147,6 +147,8 @@ class DiffusersBackend:
             kwargs["width"], kwargs["height"] = spec.width, spec.height
         if traits.binning:  # sizes come from memebot's own table; the output is exactly that size
             kwargs["use_resolution_binning"] = False
+        if traits.clean_caption:  # it rewrites members' prompts, and needs packages nobody installed
+            kwargs["clean_caption"] = False
         if self.info.kind is Kind.VIDEO and traits.frames_arg is not None:
             kwargs[traits.frames_arg] = spec.frames or self.info.frames
         if spec.picture:

@@ -4,7 +4,8 @@ Their per-file progress bars would interleave with memebot's progress and logs, 
 at import time, about optional image processors (torchvision) that no pipeline here uses. Two
 diffusers warnings that a user can do nothing about are dropped by name, and only those: the
 deprecation notice of the ModelScope pipeline (the one that runs ModelScope clips, printed twice per
-clip) and the note on casting a model that has no float32 modules to keep (an empty list).
+clip) and the note on casting a model that has no float32 modules to keep (an empty list); and every
+deprecation warning raised from inside diffusers itself.
 """
 
 import logging
@@ -43,3 +44,7 @@ for _name, _pattern in UNACTIONABLE:
 warnings.filterwarnings(
     "ignore", message="The TextToVideoSDPipeline has been deprecated", category=FutureWarning
 )
+# diffusers' deprecate() notices (legacy callbacks, renamed arguments) are for library users, not for
+# a bot's members or its operators: memebot drives each pipeline the way its traits say.
+for _category in (FutureWarning, DeprecationWarning):
+    warnings.filterwarnings("ignore", category=_category, module=r"diffusers(\.|$)")

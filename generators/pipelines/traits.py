@@ -36,6 +36,7 @@ class CallTraits:
     takes_image: bool
     binning: bool
     guidance: bool
+    clean_caption: bool
 
 
 def call_traits(pipe: Any, family: Family) -> CallTraits:
@@ -64,6 +65,7 @@ def call_traits(pipe: Any, family: Family) -> CallTraits:
         takes_image="image" in params,
         binning="use_resolution_binning" in params,
         guidance="guidance_scale" in params,
+        clean_caption="clean_caption" in params,
     )
 
 
