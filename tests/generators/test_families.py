@@ -10,7 +10,7 @@ previews never crash, progress never passes 100%, and cancel and the time limit 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +74,8 @@ def pixels(outputs: list[list[Image.Image]]) -> np.ndarray:
 
 
 def run(
-    model: DiffusersBackend, spec: BatchSpec, slots: list[Slot], pictures: list[Image.Image] = ()
-) -> list:  # type: ignore[assignment, type-arg]
+    model: DiffusersBackend, spec: BatchSpec, slots: list[Slot], pictures: Sequence[Image.Image] = ()
+) -> list[list[Image.Image]]:
     steps: list[tuple[int, int]] = []
     out = model.generate(spec, slots, lambda i, n, latents: steps.append((i, n)), pictures)
     assert steps and all(0 < i <= n for i, n in steps), steps  # never past 100%
@@ -305,7 +305,7 @@ async def test_cancel_stops_a_running_job_on_every_family(name: str, tmp_path: P
         seen: list[object] = []
         async with asyncio.timeout(120):
             while True:
-                job_id, event = await worker.events.get()
+                _, event = await worker.events.get()
                 seen.append(event)
                 if isinstance(event, Step):
                     worker.cancel("c")
