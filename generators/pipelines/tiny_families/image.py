@@ -66,7 +66,7 @@ def write_sdxl(folder: Path, seed: int = 0) -> Path:
     seed_all(seed)
     tokenizer = clip_tokenizer()
     pipe = StableDiffusionXLPipeline(
-        vae=image_vae(4, scaling_factor=0.13025, force_upcast=False),
+        vae=image_vae(4, scaling_factor=0.13025),
         text_encoder=clip_text(len(tokenizer)),
         text_encoder_2=clip_text_projected(len(tokenizer)),
         tokenizer=tokenizer,
@@ -89,8 +89,9 @@ def write_sd3(folder: Path, seed: int = 0) -> Path:
     seed_all(seed)
     tokenizer = clip_tokenizer()
     t5_tok = t5_tokenizer()
-    # SD3 pads the two CLIP embeddings (side by side) to T5's width, so T5 is as wide as both.
-    t5_width = 2 * CLIP_HIDDEN
+    # SD3 zero-pads the two CLIP embeddings (side by side) to T5's width, which is wider than both
+    # (4096 against 768 + 1280 on the real model).
+    t5_width = 3 * CLIP_HIDDEN
     transformer = SD3Transformer2DModel(
         sample_size=128,
         patch_size=2,

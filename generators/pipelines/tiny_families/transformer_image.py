@@ -8,7 +8,6 @@ from pathlib import Path
 from diffusers import (
     AutoencoderDC,
     DPMSolverMultistepScheduler,
-    FlowMatchEulerDiscreteScheduler,
     PixArtSigmaPipeline,
     PixArtTransformer2DModel,
     SanaPipeline,
@@ -137,7 +136,10 @@ def write_sana(folder: Path, seed: int = 0) -> Path:
         text_encoder=Gemma2Model(text_config).eval(),
         vae=dc_ae(),
         transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        # Sana's folders ship DPM-Solver++ on flow sigmas.
+        scheduler=DPMSolverMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+        ),
     )
     pipe.save_pretrained(folder)
     return folder

@@ -139,7 +139,15 @@ def write_ltx(folder: Path, seed: int = 0) -> Path:
         text_encoder=t5_text(len(tokenizer)),
         vae=ltx_vae(),
         transformer=ltx_transformer(),
-        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
+        # LTX-Video's own schedule: shifted by the token count, ending at sigma 0.1.
+        scheduler=FlowMatchEulerDiscreteScheduler(
+            use_dynamic_shifting=True,
+            base_shift=0.95,
+            max_shift=2.05,
+            base_image_seq_len=1024,
+            max_image_seq_len=4096,
+            shift_terminal=0.1,
+        ),
     )
     pipe.save_pretrained(folder)
     return folder
