@@ -173,7 +173,9 @@ class JobService:
         request = self.catalog.resolve(request, max_side=self.limits.max_side)
         if request.seed is None:
             request = dataclasses.replace(request, seed=secrets.randbelow(2**32))
-        job = Job(new_job_id(), owner, request, budget_bytes or self.budget_bytes)
+        # The plan is made once, here: the worker runs it without working out the request again.
+        plan = self.catalog.get(request.model or "").plan(request, self.limits.max_side)
+        job = Job(new_job_id(), owner, request, budget_bytes or self.budget_bytes, plan=plan)
         async with self._lock:  # the cap check and the put must see the same queue
             self.runner.queue.check_room(owner)
             record = await self.store.add(job, platform=platform, reply_to=reply_to)
