@@ -201,11 +201,12 @@ def bare(pipe: Any, batch: int, size: int, runs: int) -> float:
     return batch / statistics.median(times[1:])
 
 
-class CountingBackend(DiffusersBackend):
+class CountingBackend:
     """memebot's backend over the benchmark's pipeline, noting the images of every pipeline call."""
 
-    def __init__(self, pipe: Any, size: int) -> None:
-        super().__init__(pipe, backend_for(pipe, size=size).info)
+    def __init__(self, backend: DiffusersBackend) -> None:
+        self.backend = backend
+        self.info = backend.info
         self.calls: list[int] = []
 
     def generate(
@@ -213,7 +214,11 @@ class CountingBackend(DiffusersBackend):
     ) -> list[list[Any]]:
         """The pipeline call, counted."""
         self.calls.append(len(slots))
-        return super().generate(spec, slots, on_step, pictures)
+        return self.backend.generate(spec, slots, on_step, pictures)
+
+    def preview(self, latents: torch.Tensor, index: int) -> Any:
+        """The wrapped backend's preview."""
+        return self.backend.preview(latents, index)
 
 
 @dataclass(frozen=True)
@@ -235,7 +240,7 @@ async def full_path(pipe: Any, batch: int, size: int, runs: int, folder: Path) -
     jobs_per_call = batch // per_job
     config = WorkerConfig(results_dir=folder, max_batch=batch, per_user_queue=1000, global_queue=1000)
     queue = InProcessQueue(per_user=1000, total=1000)
-    backend = CountingBackend(pipe, size)
+    backend = CountingBackend(backend_for(pipe, size=size))
     pool = ModelPool.serving(backend)
     pool.measure_batches = False  # calls of max_batch, the bare call's size, not of a measured limit
     async with GenerationWorker(
