@@ -162,5 +162,7 @@ class Relay:
                 await self.queue.keep()
                 await self._announce()
             except RedisError as error:
-                log.warning("redis: %s; announcing again in %.1f s", error, self.heartbeat_s)
+                self.queue.redis.failed("heartbeat", error)  # one line when it starts, one when it ends
+            else:
+                self.queue.redis.ok("heartbeat")
             await asyncio.sleep(self.heartbeat_s)

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from generators.errors import BadRequest, QueueFull
+from generators.health import Health
 from generators.models import Catalog, ModelState
 from generators.queue import queue_full, user_queue_full
 from generators.requests import (
@@ -49,6 +50,7 @@ from generators.streams.codec import decode
 from generators.streams.files import file_io
 from generators.streams.heartbeat import WorkerStatus, live_workers
 from generators.streams.keys import BOT_GROUP, GROUP, Keys
+from generators.streams.outage import Backoff, RedisHealth, no_group
 from generators.streams.scripts import Scripts
 from generators.tasks import stop_tasks
 
@@ -124,8 +126,11 @@ class RedisRunner:
         per_user: int,
         total: int,
         refresh_s: float = 2.0,
+        health: Health | None = None,
     ) -> None:
         self.client = client
+        #: Redis's part of ``/healthz``: set while a loop here cannot reach it, cleared when it can.
+        self.redis = RedisHealth(health)
         self.keys = keys
         self.stream = keys.events(instance)
         self.results_dir = results_dir
@@ -171,8 +176,7 @@ class RedisRunner:
         return False
 
     async def __aenter__(self) -> RedisRunner:
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists since an earlier start
-            await self.client.xgroup_create(self.stream, BOT_GROUP, id="0", mkstream=True)
+        await self._make_group()
         await self.refresh()
         self._tasks = [
             asyncio.create_task(self._read_events(), name="memebot-remote-events"),
@@ -351,9 +355,11 @@ class RedisRunner:
                 )
 
     async def _refresh_often(self) -> None:
+        backoff = Backoff()
+        wait = self.refresh_s
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._moved.wait(), self.refresh_s)
+                await asyncio.wait_for(self._moved.wait(), wait)
                 # Let the moment pass: a job that just started or ended is being recorded and
                 # delivered, and more jobs often move together; positions can wait a few ms.
                 await asyncio.sleep(REFRESH_DELAY_S)
@@ -361,34 +367,55 @@ class RedisRunner:
             try:
                 await self.refresh()
             except RedisError as error:
-                log.warning("redis: %s; reading the queue again in %.0f s", error, self.refresh_s)
+                self.redis.failed("queue", error)
+                wait = max(self.refresh_s, backoff.next())
+                continue
+            self.redis.ok("queue")
+            backoff.reset()
+            wait = self.refresh_s
 
     # -- events -------------------------------------------------------------------------------------
 
+    async def _make_group(self) -> None:
+        """Create this bot's consumer group (and its stream); one that exists already is kept."""
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists since an earlier start
+            await self.client.xgroup_create(self.stream, BOT_GROUP, id="0", mkstream=True)
+
     async def _read_events(self) -> None:
+        """Read this bot's events until cancelled; an outage waits longer each try and heals itself.
+
+        After a restart that lost Redis's data the group is gone (``NOGROUP``): it is made again and
+        reading goes on from the stream's start, so events workers send from then on arrive.
+        """
         backlog = True  # first our own entries read but not acknowledged before a restart
+        backoff = Backoff()
         while True:
             try:
-                reply: Any = await self.client.xreadgroup(
-                    BOT_GROUP,
-                    "bot",
-                    {self.stream: "0" if backlog else ">"},
-                    count=100,
-                    block=None if backlog else 1000,
-                )
+                entries = await self._read_batch(backlog)
+                if entries:
+                    await self._take_in(entries)  # a failure leaves them unacknowledged: read again
             except RedisError as error:
-                log.warning("redis: %s; reading events again in 1 s", error)
-                await asyncio.sleep(1)
+                self.redis.failed("events", error)
+                if no_group(error):
+                    with contextlib.suppress(RedisError):  # still down: the next try tells
+                        await self._make_group()
+                    backlog = True
+                    continue
+                await asyncio.sleep(backoff.next())
                 continue
-            entries = reply[0][1] if reply else []
-            if not entries:
-                backlog = False
-                continue
-            try:
-                await self._take_in(entries)
-            except RedisError as error:  # not acknowledged: read again
-                log.warning("redis: %s; reading events again in 1 s", error)
-                await asyncio.sleep(1)
+            self.redis.ok("events")
+            backoff.reset()
+            backlog = backlog and bool(entries)
+
+    async def _read_batch(self, backlog: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        reply: Any = await self.client.xreadgroup(
+            BOT_GROUP,
+            "bot",
+            {self.stream: "0" if backlog else ">"},
+            count=100,
+            block=None if backlog else 1000,
+        )
+        return list(reply[0][1]) if reply else []
 
     async def _take_in(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         """Hand a batch of events to the service and acknowledge them once it has recorded them all."""

@@ -26,14 +26,16 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
+from generators.health import Health
 from generators.queue import BatchKey, JobSize, Ready, overtakes, pick
 from generators.requests import Cancelled, Failed, Job
 from generators.sources import prune, source_path, write_source
 from generators.streams.codec import Fields, encode
 from generators.streams.files import file_io
 from generators.streams.keys import GROUP, Keys
+from generators.streams.outage import Backoff, RedisHealth, no_group
 from generators.streams.scripts import Scripts
 from generators.tasks import stop_tasks
 
@@ -44,6 +46,8 @@ EVENTS_MAXLEN = 10_000
 DEAD_REASON = "this job stopped its worker several times, so it was set aside for the admins to look at"
 #: How many waiting jobs a worker looks at to fill one batch.
 PEEK_DEPTH = 64
+#: The longest a worker's listener waits for a message before it looks again.
+LISTEN_S = 5.0
 #: A worker's copies of remix pictures are deleted this long after their last use.
 PRUNE_EVERY_S = 3600.0
 
@@ -127,8 +131,12 @@ class RedisQueue:
         max_deliveries: int,
         switch_after: int | None = None,
         sources: Path | None = None,
+        health: Health | None = None,
     ) -> None:
         self.client = client
+        #: Redis's part of this worker's health: set while it cannot be reached, logged once a change.
+        self.redis = RedisHealth(health)
+        self._backoff = Backoff()
         self.keys = keys
         self.name = name
         #: Where this worker's remix pictures go (``generators.sources``); None: no remixes here.
@@ -176,17 +184,38 @@ class RedisQueue:
         """Wait for work; return an abandoned job, or the fair next job plus compatible ones."""
         while True:
             self._wake.clear()  # before looking: a job queued while we look wakes the wait below
+            wait = self.poll_s
             try:
                 jobs = await self._reclaim() or await self._claim(key, size, max_images, ready)
             except RedisError as error:
-                log.warning("redis: %s; looking again in %.1f s", error, self.poll_s)
-                jobs = []
+                self.redis.failed("take", error)
+                if no_group(error):
+                    await self._repair_groups()
+                jobs, wait = [], max(self.poll_s, self._backoff.next())
+            else:
+                self.redis.ok("take")
+                self._backoff.reset()
             if jobs:
                 self._cancel_soon(jobs)
                 await self._fetch_sources(jobs)
                 return jobs
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _repair_groups(self) -> None:
+        """Make the workers' group again on every stream of this worker's models that lost it.
+
+        Redis restarted without its data and something wrote a stream again: its entries count as
+        never delivered, so they are taken from the start.
+        """
+        for model in self.models:
+            try:
+                streams = await self.client.smembers(self.keys.streams(model))
+                for stream in streams:
+                    with contextlib.suppress(ResponseError):  # BUSYGROUP: this one still has it
+                        await self.client.xgroup_create(stream, GROUP, id="0")
+            except RedisError:
+                return  # still down: the next look tries again
 
     async def _fetch_sources(self, jobs: Sequence[Job]) -> None:
         """Copy the taken remixes' pictures from Redis to this worker's folder (one the worker lacks).
@@ -390,13 +419,17 @@ class RedisQueue:
     # -- messages -----------------------------------------------------------------------------------
 
     async def _listen(self, pubsub: PubSub) -> None:
+        backoff = Backoff()
         while True:
             try:
-                message = await pubsub.get_message(timeout=None)
+                # A bounded wait: a quiet channel after an outage still says Redis is back.
+                message = await pubsub.get_message(timeout=LISTEN_S)
             except RedisError as error:
-                log.warning("redis: %s; listening again in %.1f s", error, self.poll_s)
-                await asyncio.sleep(self.poll_s)
+                self.redis.failed("listen", error)
+                await asyncio.sleep(max(self.poll_s, backoff.next()))
                 continue
+            self.redis.ok("listen")
+            backoff.reset()
             if message is None:
                 continue
             if message["channel"] == self.keys.cancels.encode():
