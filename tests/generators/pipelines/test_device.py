@@ -43,14 +43,14 @@ class FakeCards:
     current: int = 0
     emptied_on: list[int] = field(default_factory=list)
 
-    def index(self, device: object = None) -> int:
+    def index(self, device: torch.device | str | int | None = None) -> int:
         if device is None:
             return self.current
-        index = torch.device(device).index if not isinstance(device, int) else device
+        index = device if isinstance(device, int) else torch.device(device).index
         return self.current if index is None else index
 
     @contextmanager
-    def selected(self, device: object) -> Iterator[None]:
+    def selected(self, device: torch.device | str | int) -> Iterator[None]:
         before, self.current = self.current, self.index(device)
         try:
             yield
