@@ -44,10 +44,11 @@ def png_declaring(side: int) -> bytes:
     return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
-def scan_bomb(side: int, scans: int) -> bytes:
-    """A valid progressive grey JPEG whose last scan is repeated until it has ``scans`` more: each costs
-    a pass over every block, a dozen bytes each (libjpeg warns about the progression and goes on)."""
-    data = encoded(Image.new("L", (side, side), 128), "JPEG", progressive=True, quality=90)
+def scan_bomb(side: int, scans: int, mode: str = "L") -> bytes:
+    """A valid progressive JPEG (grey unless ``mode`` says otherwise) whose last scan is repeated
+    ``scans`` more times: each costs a pass over every block, a dozen bytes each (libjpeg warns about
+    the progression and goes on)."""
+    data = encoded(Image.new(mode, (side, side), 128), "JPEG", progressive=True, quality=90)
     last = data.rindex(b"\xff\xda")
     return data[:-2] + data[last:-2] * scans + b"\xff\xd9"
 
@@ -150,6 +151,7 @@ def corpus(*, scale: int = 1) -> dict[str, Callable[[], bytes]]:
     return {
         "scan bomb 4096², 250k scans (8 MiB)": lambda: scan_bomb(side, 250_000 // scale),
         "scan bomb 4096², 32 scans in all": lambda: scan_bomb(side, 32 - 6),  # 6 of its own
+        "cmyk jpeg 4096², 32 scans in all": lambda: scan_bomb(side, 32 - 10, mode="CMYK"),
         "progressive noise 3072² (10 scans)": lambda: progressive_noise(side * 3 // 4, quality=75),
         "png header bomb 13000²": lambda: png_bomb(13000 // scale),
         "png declaring 65535²": lambda: png_declaring(65535),
