@@ -12,6 +12,14 @@ from bot.discord._cogs import FeatureCog
 from bot.discord._text import help_lines, models_lines, workers_line
 
 
+def classifier_status() -> str:
+    """Whether the image classifier judges results here, in a few words for /info.
+
+    "off" until the classifier's settings reach the bot (``safety:``); then they say it.
+    """
+    return "off"
+
+
 class Info(FeatureCog):
     """What the bot can tell anyone about itself."""
 
@@ -28,6 +36,7 @@ class Info(FeatureCog):
             f"Queue: {len(self.service.runner.queue)} waiting",
             f"Last hour: {len(finished)} jobs finished{speed}",
             workers_line(self.service.runner.workers),
+            f"Image classifier: {classifier_status()}",
         ]
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 
