@@ -100,7 +100,8 @@ async def test_a_compiled_model_is_warmed_up_before_members_jobs(worker_config: 
     worker = worker_of(pool, config)
     assert pool.compiled
     await asyncio.to_thread(pool.load_all)  # what the worker does while /healthz says warming
-    unet = getattr((await asyncio.to_thread(pool.acquire, "tiny")).pipe, "unet", None)
+    backend = await asyncio.to_thread(pool.acquire, "tiny")
+    unet = getattr(getattr(backend, "pipe", None), "unet", None)
     assert type(unet).__name__ == "OptimizedModule", "compiling failed here: see the warning logged"
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     assert graphs > 0
