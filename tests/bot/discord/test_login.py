@@ -22,6 +22,7 @@ from discord.http import Route
 from pydantic import SecretStr
 
 from bot.discord import Backoff, running
+from bot.preflight import Level, connect_findings
 from bot.settings import DiscordConfig, LoginRefused, Secrets, Settings
 from generators.pipelines import DiffusersBackend
 from tests.fakes.discord import FakeDiscord
@@ -189,3 +190,12 @@ async def test_run_kept_up_after_a_refused_token_answers_503_with_the_reason(
     problems = body["problems"]
     assert isinstance(problems, dict) and "refused MEMEBOT_DISCORD_TOKEN" in problems["discord"]
     assert proc.returncode == 0
+
+
+async def test_check_config_connect_logs_in_to_discord(fake: FakeDiscord) -> None:
+    good = await connect_findings(settings_for(fake, fake.token))
+    assert [f.line() for f in good] == [f"  discord (--connect): logged in as {fake.bot.username}"]
+    (bad,) = await connect_findings(settings_for(fake, "wrong.token.here"))
+    assert bad.level is Level.PROBLEM and "Discord refused MEMEBOT_DISCORD_TOKEN" in bad.text
+    assert not fake.connections  # a check logs in over REST only: no gateway session, no commands synced
+    assert not fake.requests_to("PUT", "/applications/{application_id}/commands")
