@@ -255,8 +255,25 @@ class JobService:
             raise BadRequest(f"job {job_id} is still {record.status.value}: cancel it first")
         if record.result is not None:
             await asyncio.to_thread(remove_files, record.result)
+        await self._remove_picture(record)
         await self.store.delete(job_id)
         return record
+
+    async def _remove_picture(self, record: JobRecord) -> None:
+        """Delete the member's picture a deleted remix started from, unless a job still waits on it.
+
+        On Redis it is gone already: the queue lets go of a job's picture when the job ends. A result
+        tile (a remix of a memebot result) is deleted the same way; remixing that result again cuts it
+        anew.
+        """
+        digest = record.job.request.picture
+        if not digest:
+            return
+        waiting = await self.store.unfinished()
+        if any(other.job.request.picture == digest for other in waiting):
+            return
+        if await asyncio.to_thread(self.sources.remove, digest):
+            log.info("deleted the picture job %s remixed", record.id)
 
     async def recover(self) -> list[JobRecord]:
         """On start: follow the jobs a previous run left queued or running, oldest first.

@@ -128,6 +128,14 @@ class SourceStore:
         await asyncio.to_thread(write_source, self.folder, digest, png)
         return Source(digest, job=record.id, width=size[0], height=size[1])
 
+    def remove(self, digest: str) -> bool:
+        """Delete the picture ``digest`` now (its job was deleted); False if it was not here."""
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def remove_older_than(self, cutoff: float) -> int:
         """Delete the pictures last used before ``cutoff`` (a time.time() value); how many went."""
         return prune(self.folder, cutoff)

@@ -96,6 +96,11 @@ class Keys:
         """A remix's picture (PNG bytes) by its digest, for the worker that takes the job."""
         return f"{self.prefix}:source:{digest}"
 
+    @property
+    def sources(self) -> str:
+        """Hash: picture digest → how many waiting or running jobs remix it (its key goes at 0)."""
+        return f"{self.prefix}:sources"
+
     def worker(self, name: str) -> str:
         """A worker's heartbeat hash (expires when the worker stops announcing itself)."""
         return f"{self.prefix}:worker:{name}"

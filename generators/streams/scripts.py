@@ -35,8 +35,20 @@ local function undelivered(stream, count)
   return redis.call('XRANGE', stream, '(' .. cursor(stream), '+', 'COUNT', count)
 end
 
--- A job left the queue for good: acknowledge and drop its entry, its record and its cancel flag.
+-- A job that remixes a picture holds it on Redis (counted in the sources hash) until it leaves the
+-- queue for good: the last job to let go deletes it.
+local function release(jobkey)
+  local source, refs, digest = unpack(redis.call('HMGET', jobkey, 'source', 'sources', 'digest'))
+  if source and redis.call('HINCRBY', refs, digest, -1) <= 0 then
+    redis.call('HDEL', refs, digest)
+    redis.call('DEL', source)
+  end
+end
+
+-- A job left the queue for good: acknowledge and drop its entry, its record, its cancel flag and its
+-- hold on its picture.
 local function settle(stream, group, entry, jobkey, cancelkey, streams)
+  release(jobkey)
   redis.call('XACK', stream, group, entry)
   redis.call('XDEL', stream, entry)
   redis.call('DEL', jobkey, cancelkey)
@@ -61,14 +73,35 @@ local function unwait(waiting, owner, count)
 end
 """
 
-# KEYS: stream, owners, turn, waiting, total, streams, job
-# ARGV: owner, job id, job json, reply stream, per-user cap, global cap, force, group, wake channel, model
-# The stream, owners and streams keys are the model's; the caps count every model.
+# KEYS: stream, owners, turn, waiting, total, streams, job, source picture, sources hash
+# ARGV: owner, job id, job json, reply stream, per-user cap, global cap, force, group, wake channel, model,
+#       picture digest ('' for none), picture bytes, pictures' byte budget, picture TTL (s), source prefix
+# The stream, owners and streams keys are the model's; the caps count every model. A remix's picture is
+# written here, once the caps let the job in and only if the pictures held stay within their budget,
+# so a refused job writes nothing.
 ENQUEUE = """
 if redis.call('EXISTS', KEYS[7]) == 1 then return 'held' end
 if ARGV[7] ~= '1' then
   if tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') >= tonumber(ARGV[5]) then return 'user' end
   if tonumber(redis.call('GET', KEYS[5]) or '0') >= tonumber(ARGV[6]) then return 'total' end
+end
+if ARGV[11] ~= '' then
+  if redis.call('EXISTS', KEYS[8]) == 0 then
+    if ARGV[7] ~= '1' then
+      local held, counts = 0, redis.call('HGETALL', KEYS[9])
+      for i = 1, #counts, 2 do
+        local size = redis.call('STRLEN', ARGV[15] .. counts[i])
+        if size == 0 then redis.call('HDEL', KEYS[9], counts[i]) end  -- expired: not held any more
+        held = held + size
+      end
+      if held + #ARGV[12] > tonumber(ARGV[13]) then return 'sources' end
+    end
+    redis.call('SET', KEYS[8], ARGV[12], 'EX', ARGV[14])
+  else
+    redis.call('EXPIRE', KEYS[8], ARGV[14])
+  end
+  redis.call('HINCRBY', KEYS[9], ARGV[11], 1)
+  redis.call('HSET', KEYS[7], 'source', KEYS[8], 'sources', KEYS[9], 'digest', ARGV[11])
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[8], '0', 'MKSTREAM')
@@ -250,6 +283,7 @@ if state == 'queued' then
   redis.call('DECR', KEYS[3])
   unwait(KEYS[2], owner, 1)
   if #undelivered(stream, 1) == 0 then redis.call('ZREM', ARGV[4] .. model, owner) end
+  release(KEYS[1])
   redis.call('DEL', KEYS[1])
   if redis.call('XLEN', stream) == 0 then
     redis.call('DEL', stream)

@@ -62,10 +62,23 @@ CANCEL_FLAG_S = 3600
 REFRESH_DELAY_S = 0.05
 #: A restart waits at most this long for the events that arrived while it was away.
 SYNC_TIMEOUT_S = 30.0
-#: How long a remix's picture waits on Redis for a worker: as long as a job may sensibly wait.
-SOURCE_TTL_S = 24 * 3600
+#: How long a remix's picture may wait on Redis for its job to end, if nothing deletes it before (the
+#: job's end does): a backstop against a bot or worker that died holding it.
+SOURCE_TTL_S = 3600
+#: How many bytes of remix pictures Redis holds at most, by default (a 1024² PNG is up to ~3.7 MB).
+SOURCE_BUDGET_BYTES = 256 * 1024 * 1024
+#: The share of Redis's ``maxmemory`` kept for plain prompts: remixes are refused before they fill it.
+PROMPTS_SHARE = 0.1
 EXPIRED_REASON = "the result expired before this bot could fetch it; please ask again"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")
+
+
+def sources_full() -> QueueFull:
+    """The refusal of a remix when pictures fill their room on Redis (plain prompts still go in)."""
+    return QueueFull(
+        "too many pictures are waiting to be remixed right now; try again in a few minutes "
+        "(a prompt without a picture still works)"
+    )
 
 
 class NoWorker(BadRequest):
@@ -127,6 +140,8 @@ class RedisRunner:
         total: int,
         refresh_s: float = 2.0,
         health: Health | None = None,
+        source_budget_bytes: int = SOURCE_BUDGET_BYTES,
+        source_ttl_s: int = SOURCE_TTL_S,
     ) -> None:
         self.client = client
         #: Redis's part of ``/healthz``: set while a loop here cannot reach it, cleared when it can.
@@ -135,6 +150,9 @@ class RedisRunner:
         self.stream = keys.events(instance)
         self.results_dir = results_dir
         self.refresh_s = refresh_s
+        #: Remix pictures on Redis: their bytes at most, and how long one waits at most.
+        self.source_budget_bytes = source_budget_bytes
+        self.source_ttl_s = source_ttl_s
         self.scripts = Scripts.on(client)
         self.events: asyncio.Queue[tuple[str, Progress]] = asyncio.Queue()
         self._catalog = catalog
@@ -200,56 +218,82 @@ class RedisRunner:
         """Append ``job`` to its model's stream of its owner if both caps allow (``force``: always).
 
         Raises NoWorker when no live worker serves the model, unless ``force`` (a recovered job waits
-        for its worker).
+        for its worker). A remix's picture goes to Redis in the same step, only once the job is in,
+        and is refused first when pictures fill their budget or Redis its memory.
         """
-        keys = self.keys
         model = self._catalog.model_for(job.request).name
+        digest = job.request.picture
         try:
             if not force:
                 await self._check_served(model)
-            if job.request.source is not None:
-                await self._send_source(job.request.source.digest)
+            picture = await self._picture(digest) if digest else b""
+            if picture and not force:
+                await self._check_memory(len(picture))
             answer = await self.scripts.enqueue(
-                keys=[
-                    keys.queue(model, job.owner),
-                    keys.owners(model),
-                    keys.turn,
-                    keys.waiting,
-                    keys.total,
-                    keys.streams(model),
-                    keys.job(job.id),
-                ],
-                args=[
-                    job.owner,
-                    job.id,
-                    json.dumps(job.to_dict()),
-                    self.stream,
-                    self._queue.per_user,
-                    self._queue.total,
-                    int(force),
-                    GROUP,
-                    keys.wake,
-                    model,
-                ],
+                keys=self._enqueue_keys(job, model, digest),
+                args=self._enqueue_args(job, model, picture, force),
             )
         except RedisError as error:
             log.warning("redis: %s", error, extra={"job_id": job.id})
+            if digest and "OOM" in str(error):
+                raise sources_full() from error
             raise QueueFull("the queue cannot be reached right now; try again in a minute") from error
         if answer == b"user":
             raise user_queue_full(self._queue.per_user)
         if answer == b"total":
             raise queue_full(self._queue.total)
+        if answer == b"sources":
+            raise sources_full()
         self._moved.set()  # the refresher reads the new order and tells the job its place
 
-    async def _send_source(self, digest: str) -> None:
-        """Put a remix's picture where the worker that takes the job finds it (kept SOURCE_TTL_S)."""
+    def _enqueue_keys(self, job: Job, model: str, digest: str) -> list[str]:
+        keys = self.keys
+        return [
+            keys.queue(model, job.owner),
+            keys.owners(model),
+            keys.turn,
+            keys.waiting,
+            keys.total,
+            keys.streams(model),
+            keys.job(job.id),
+            keys.source(digest),
+            keys.sources,
+        ]
+
+    def _enqueue_args(self, job: Job, model: str, picture: bytes, force: bool) -> list[Any]:
+        return [
+            job.owner,
+            job.id,
+            json.dumps(job.to_dict()),
+            self.stream,
+            self._queue.per_user,
+            self._queue.total,
+            int(force),
+            GROUP,
+            self.keys.wake,
+            model,
+            job.request.picture if picture else "",
+            picture,
+            self.source_budget_bytes,
+            self.source_ttl_s,
+            self.keys.source(""),
+        ]
+
+    async def _picture(self, digest: str) -> bytes:
+        """A remix's picture from this bot's folder, for the worker that takes the job ("" when gone)."""
         path = source_path(sources_folder(self.results_dir), digest)
         try:
-            data = await asyncio.to_thread(path.read_bytes)
+            return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:  # retention took it while the job waited: the worker says it is gone
             log.warning("the picture %s… to remix is gone before queueing", digest[:12])
-            return
-        await self.client.set(self.keys.source(digest), data, ex=SOURCE_TTL_S)
+            return b""
+
+    async def _check_memory(self, size: int) -> None:
+        """Refuse a remix whose picture would take Redis near ``maxmemory``: plain prompts keep the rest."""
+        memory: dict[str, Any] = await self.client.info("memory")
+        limit = int(memory.get("maxmemory") or 0)
+        if limit and int(memory.get("used_memory") or 0) + size > limit * (1 - PROMPTS_SHARE):
+            raise sources_full()
 
     async def _check_served(self, model: str) -> None:
         """Raise NoWorker unless a live worker serves ``model``, reading the heartbeats again first."""

@@ -80,6 +80,28 @@ async def test_a_remix_picture_goes_once_unused_for_the_retention_time(
         assert (await late.sweep()).pictures == 1 and not kept.exists()
 
 
+async def test_deleting_a_remix_deletes_its_picture_unless_a_waiting_job_remixes_it_too(
+    tiny_backend: DiffusersBackend, tmp_path: Path
+) -> None:
+    async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path) as service:
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), "teal").save(buffer, "PNG")
+        source = await service.sources.take(buffer.getvalue())
+        kept = service.sources.path(source.digest)
+        request = service.parse("a teal cat --n 1 --strength 0.5", source=source)
+        first = await service.submit(request, owner="discord:1", platform="x", reply_to={})
+        async for _ in service.watch(first.id):
+            pass
+        await service.runner.worker.stop()  # the next one waits
+        waiting = await service.submit(request, owner="discord:2", platform="x", reply_to={})
+        await service.delete(first.id, by="discord:1")  # 🗑
+        assert kept.is_file()  # the waiting job still needs it
+        await service.cancel(waiting.id)
+        await service.runner.events.join()
+        await service.delete(waiting.id)
+        assert not kept.exists()
+
+
 async def test_zero_days_keeps_everything_but_tokens_still_expire(
     tiny_backend: DiffusersBackend, tmp_path: Path
 ) -> None:

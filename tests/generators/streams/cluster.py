@@ -9,6 +9,7 @@ import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -86,10 +87,14 @@ async def bot(
     catalog: Catalog = TINY_ONLY,
     refresh_s: float = 0.2,
     health: Health | None = None,
+    **runner: Any,
 ) -> AsyncIterator[JobService]:
-    """A bot process: its own store and results under ``folder``, jobs run by Redis workers."""
+    """A bot process: its own store and results under ``folder``, jobs run by Redis workers.
+
+    ``runner`` passes more settings to its ``RedisRunner`` (the pictures' budget and TTL).
+    """
     async with Store.open(folder / "jobs.db") as store:
-        runner = RedisRunner(
+        redis_runner = RedisRunner(
             client,
             keys,
             instance=await instance_name(store),
@@ -99,12 +104,13 @@ async def bot(
             total=total,
             refresh_s=refresh_s,
             health=health,
+            **runner,
         )
-        async with runner:
+        async with redis_runner:
             sources = SourceStore.beside(folder / "results", LimitsConfig())
             service = JobService(
                 store,
-                runner,
+                redis_runner,
                 LimitsConfig(),
                 budget_bytes=10 * 1024 * 1024,
                 sources=sources,
