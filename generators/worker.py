@@ -431,19 +431,19 @@ class GenerationWorker:
 
     async def _render(self, job: Job, plan: Work, frames: list[list[Image.Image]], elapsed: float) -> None:
         self._emit(job.id, Phase("encoding", "clip" if job.request.kind is Kind.VIDEO else "grid"))
-        work = functools.partial(
-            render_job,
-            job,
-            frames,
-            spec=plan.spec,
-            seeds=[slot.seed for slot in plan.slots],
-            metadata=self._metadata(job, plan),
-            folder=self.config.results_dir,
-            config=self.render,
-            fps=self.model_of(job).fps,
-            elapsed=elapsed,
-        )
-        try:
+        try:  # anything that breaks here fails the job: it must never stay "running"
+            work = functools.partial(
+                render_job,
+                job,
+                frames,
+                spec=plan.spec,
+                seeds=[slot.seed for slot in plan.slots],
+                metadata=self._metadata(job, plan),
+                folder=self.config.results_dir,
+                config=self.render,
+                fps=self.model_of(job).fps,
+                elapsed=elapsed,
+            )
             result = await self.loop.run_in_executor(self._encoder, work)
         except Exception:
             log.exception("rendering job %s failed", job.id, extra={"job_id": job.id})
@@ -467,7 +467,8 @@ class GenerationWorker:
             source = request.source
             metadata["source"] = f"job {source.job}" if source.job else f"sha256:{source.digest}"
             metadata["source_sha256"] = source.digest
-            metadata["strength"] = f"{request.strength:g}"
+            if request.strength is not None:  # a remix; an animation keeps its picture as frame one
+                metadata["strength"] = f"{request.strength:g}"
             metadata["denoising_steps"] = str(plan.spec.denoising_steps)
         return metadata
 
