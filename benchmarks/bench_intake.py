@@ -94,15 +94,10 @@ def measured(command: list[str], stdin: bytes | None) -> dict[str, Any]:
     }
 
 
-def per_input(scale: int) -> list[dict[str, Any]]:
+def per_input(scale: int, side: int) -> list[dict[str, Any]]:
     """Each hostile picture through the bot's decoding process and through the baseline."""
-    args = [
-        str(LIMITS.max_bytes),
-        str(LIMITS.max_pixels),
-        "0",
-        str(LIMITS.decode_s),
-        str(LIMITS.decode_memory),
-    ]
+    limits = (LIMITS.max_bytes, LIMITS.max_pixels, side, LIMITS.decode_s, LIMITS.decode_memory)
+    args = [str(n) for n in limits]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for name, build in corpus(scale=scale).items():
