@@ -83,8 +83,7 @@ async def _local_core(settings: Settings, health: Health) -> AsyncIterator[JobSe
     from generators.queue import InProcessQueue
     from generators.worker import GenerationWorker
 
-    # HEALTH: pass health=health here once ModelPool.from_config takes it (a model that cannot load).
-    pool = ModelPool.from_config(settings.models, settings.worker)
+    pool = ModelPool.from_config(settings.models, settings.worker, health=health)
     config = settings.worker
     queue = InProcessQueue(
         per_user=config.per_user_queue, total=config.global_queue, switch_after=config.switch_after
@@ -116,7 +115,7 @@ async def _remote_core(settings: Settings, health: Health) -> AsyncIterator[JobS
             results_dir=settings.worker.results_dir,
             per_user=settings.worker.per_user_queue,
             total=settings.worker.global_queue,
-            # HEALTH: health=health, once RedisRunner takes it (Redis unreachable, consumer groups gone).
+            health=health,
         )
         async with runner:
             sources = SourceStore.beside(settings.worker.results_dir, settings.limits)
@@ -372,8 +371,8 @@ async def _worker_core(
 
     config = settings.queue
     keys = Keys(config.prefix)
-    # HEALTH: pass health= here once ModelPool.from_config takes it (a worker has no /healthz yet).
-    pool = ModelPool.from_config(settings.models, settings.worker, only=models)
+    # A worker serves no /healthz: its health only logs each change (a model that cannot load).
+    pool = ModelPool.from_config(settings.models, settings.worker, only=models, health=Health())
     # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
     spool = settings.worker.results_dir / "spool" / name
     queue = RedisQueue(

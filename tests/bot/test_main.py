@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from bot.store import JobStatus, Store
 from generators.grammar import FLAGS
 from generators.render import read_metadata
 from generators.requests import GenerationRequest, Job
+from tests.fakes.loopback import free_port
 
 
 def write_config(tmp_path: Path, model: str = "tiny", extra: str = "") -> Path:
@@ -411,3 +415,38 @@ def test_a_typo_in_worker_models_gets_a_did_you_mean(
     err = capsys.readouterr().err
     assert err.startswith("config error: --models:") and "did you mean tiny?" in err
     assert len(err.splitlines()) == 1
+
+
+def test_run_with_a_broken_model_folder_serves_the_rest_and_says_why_in_healthz(tmp_path: Path) -> None:
+    folder = tmp_path / "turbo"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("{}")  # a download that never finished
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "models:\n  image: tiny\n  video: null\n  entries:\n    tiny: {size: 64, steps: 1}\n"
+        f"    turbo: {{name: sd-turbo, path: {folder}, offline: true}}\n"
+        f"store:\n  path: {tmp_path / 'memebot.db'}\n"
+        f"worker:\n  results_dir: {tmp_path / 'results'}\n  load_models: at_start\n"
+        f"web:\n  enabled: true\n  port: {port}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        lines = []
+        while "WARNING generators.health: model turbo" not in (line := proc.stdout.readline()):
+            assert line, "".join(lines)
+            lines.append(line)
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        body = json.loads(answer.value.read())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert answer.value.code == 503 and "_class_name" in body["problems"]["model turbo"]
+    assert proc.returncode == 0
