@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from bot.progress import ProgressLine, describe, phase_words
+from bot.progress import ProgressLine, counted, describe, phase_words
 from generators.requests import Cancelled, Phase, Queued, Started, Step
 
 
@@ -44,3 +44,20 @@ def test_the_words_front_ends_share() -> None:
     assert describe(Queued(2, None)) == "queued: 2 ahead"
     assert describe(Started(4)) == "generating (4 images in this batch)"
     assert phase_words(Phase("encoding", "clip")) == "encoding the clip"
+
+
+def test_counts_agree_with_their_number() -> None:
+    assert [counted(n, "step") for n in (0, 1, 2)] == ["0 steps", "1 step", "2 steps"]
+
+
+def test_ending_a_terminal_bar_mid_job_closes_its_line() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    line = ProgressLine(stream)
+    line.show(Step(3, 40))
+    line.end()
+    stream.write("cancelled")
+    assert stream.getvalue() == "\r[##......................] step 3/40\ncancelled"
