@@ -142,8 +142,10 @@ def diffusers_available() -> bool:
 
 
 def _diffusers_has(name: str) -> bool:
+    """Whether diffusers exports ``name``: its lazy module lists every name without importing the class,
+    which would pull in transformers and take seconds."""
     diffusers = importlib.import_module("diffusers")
-    return hasattr(diffusers, name)
+    return name in dir(diffusers)
 
 
 def model_findings(settings: Settings, describe: dict[str, str]) -> list[Finding]:
