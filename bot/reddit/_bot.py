@@ -100,13 +100,18 @@ class RedditBot:
         self.tasks.spawn("recovery", self._recover())
 
     async def run(self) -> None:
-        """Poll every ``poll_interval_s`` until cancelled; a Reddit outage slows the loop, never ends it."""
+        """Poll every ``poll_interval_s`` until cancelled; a Reddit outage slows the loop, never ends it.
+
+        Credentials Reddit refuses are a problem in the health (``/healthz`` answers 503 with the
+        variables to check), told once, and tried again less and less often until they work.
+        """
         failures = 0
         while True:
             delay = self.config.poll_interval_s
             try:
                 await self.poll_once()
                 failures = 0
+                self.service.health.report(PLATFORM, None)
             except Exception as error:
                 failures += 1
                 delay = max(delay, self._after_failure("reading Reddit", error, failures))
@@ -396,6 +401,9 @@ class RedditBot:
         wait = backoff(failures, self.config)
         if verdict is None:
             log.error("%s failed", doing, exc_info=error)
+            return wait
+        if verdict.login:
+            self.service.health.report(PLATFORM, verdict.reason)  # logged once, when it starts
             return wait
         if verdict.wait_s is not None:
             wait = verdict.wait_s

@@ -30,6 +30,7 @@ class Verdict:
     reason: str
     wait_s: float | None
     account: bool = False
+    login: bool = False  # Reddit refused the account's credentials: no call works until they change
 
 
 def backoff(attempt: int, config: RedditConfig) -> float:
@@ -39,6 +40,11 @@ def backoff(attempt: int, config: RedditConfig) -> float:
 
 def judge(error: Exception, attempt: int, config: RedditConfig) -> Verdict | None:
     """What to do about ``error``; None if it is not a Reddit error at all (a bug: let it rise)."""
+    login = refused_login(error)
+    if login is not None:
+        # Tried again, backing off to retry_max_s: the operator may fix the secrets without a restart
+        # of Reddit's side, and a Reddit hiccup on the token endpoint looks the same for a moment.
+        return Verdict(login, backoff(attempt, config), login=True)
     if isinstance(error, RedditAPIException):
         return _api_error(error, attempt, config)
     if isinstance(error, core.TooManyRequests):
@@ -49,6 +55,26 @@ def judge(error: Exception, attempt: int, config: RedditConfig) -> Verdict | Non
         return Verdict(str(error), None)
     if isinstance(error, core.AsyncPrawcoreException):  # 5xx, timeouts, dropped connections, bad JSON
         return Verdict(str(error), backoff(attempt, config))
+    return None
+
+
+def refused_login(error: Exception) -> str | None:
+    """What is wrong with the credentials when Reddit refused to log the bot in, else None.
+
+    A 401 from the token endpoint means the app's id or secret is wrong; a 200 carrying
+    ``invalid_grant`` means the account's name or password is (or the account has two-factor login).
+    """
+    if isinstance(error, core.OAuthException):
+        return (
+            f"Reddit refused the login ({error.error}): check MEMEBOT_REDDIT_USERNAME and "
+            "MEMEBOT_REDDIT_PASSWORD (an account with two-factor login cannot be used)"
+        )
+    if isinstance(error, core.ResponseException) and error.response.status == 401:
+        if error.response.url.path.rstrip("/").endswith("/access_token"):
+            return (
+                "Reddit refused the app's credentials (401): check MEMEBOT_REDDIT_CLIENT_ID and "
+                "MEMEBOT_REDDIT_CLIENT_SECRET (a script app's, from reddit.com/prefs/apps)"
+            )
     return None
 
 

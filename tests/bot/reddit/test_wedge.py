@@ -9,6 +9,8 @@ import time
 import zlib
 from pathlib import Path
 
+import pytest
+
 from bot.addresses import reddit_comment
 from bot.reddit._bot import FLAGGED
 from bot.reddit._ledger import Entry, Ledger, State
@@ -16,7 +18,7 @@ from bot.store import JobStatus, Store
 from generators.pipelines import DiffusersBackend
 from generators.requests import GenerationRequest, GenerationResult, Job, MediaFile
 from tests.bot.reddit.test_remix import ONLY_REDDIT, job_of, picture
-from tests.bot.reddit.world import answered, run_bot
+from tests.bot.reddit.world import answered, run_bot, until
 from tests.fakes.reddit import FakeReddit
 
 HOSTILE_URLS = ("https://[::1/cat.png", "https://example.com\uff03@i.redd.it/cat.png")
@@ -160,3 +162,36 @@ async def test_a_flagged_result_is_never_linked_in_a_subreddit_not_marked_nsfw(
     assert said.startswith(FLAGGED) and "http" not in said
     (linked,) = fake.replies_to(marked)
     assert "/flagged1)" in linked.body
+
+
+@pytest.mark.parametrize(
+    ("wrong", "names"),
+    [
+        ("password", "MEMEBOT_REDDIT_USERNAME and MEMEBOT_REDDIT_PASSWORD"),
+        ("client_secret", "MEMEBOT_REDDIT_CLIENT_ID and MEMEBOT_REDDIT_CLIENT_SECRET"),
+    ],
+)
+async def test_credentials_reddit_refuses_are_one_line_in_the_health_and_heal_when_fixed(
+    tiny_backend: DiffusersBackend,
+    tmp_path: Path,
+    fake: FakeReddit,
+    caplog: pytest.LogCaptureFixture,
+    wrong: str,
+    names: str,
+) -> None:
+    right = getattr(fake, wrong)
+    async with run_bot(tiny_backend, tmp_path, fake, poll=True, poll_interval_s=0.05) as world:
+        setattr(fake, wrong, "not what the bot has")  # the account's secret changed under the bot
+        fake.expire_tokens()
+        mention = fake.mention("u/memebot a cat --n 1", author="alice")
+        health = world.service.health
+        await until(lambda: "reddit" in health.problems)
+        assert names in health.problems["reddit"]
+        tokens = fake.requests_to("POST", "/api/v1/access_token")
+        await until(lambda: len(fake.requests_to("POST", "/api/v1/access_token")) >= len(tokens) + 3)
+        setattr(fake, wrong, right)  # fixed: the next try logs in
+        await answered(world, mention)
+        await until(lambda: "reddit" not in health.problems)
+    told = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reddit: ")]
+    assert len(told) == 1 and names in told[0], told  # one line however many tries
+    assert not [r for r in caplog.records if "reading Reddit failed" in r.getMessage()]
