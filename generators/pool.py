@@ -189,7 +189,7 @@ class ModelPool:
                 )
             )
             entry.error, entry.failed_at = str(reason), time.monotonic()
-            log.error("model %s could not be loaded: %s", name, reason, exc_info=reason is not error)
+            log.error("%s", reason, exc_info=reason is not error)
             self._report(name, str(reason))
             if reason is error:
                 raise

@@ -222,7 +222,21 @@ def apply_switches(pipe: Any, config: ModelConfig, family: Family) -> None:
             denoiser.fuse_qkv_projections()
     if config.compile != "off":
         # Compiled lazily, on the first call of each shape: the pool warms it up before serving.
+        raise_recompile_limit()
         setattr(pipe, attr, torch.compile(denoiser, mode=config.compile))
+
+
+#: Compiled code kept per compiled function: every aspect ratio (15) at two batch sizes, for a few
+#: models. torch's default, 8 for everything compiled, let later shapes silently run uncompiled.
+RECOMPILE_LIMIT = 64
+
+
+def raise_recompile_limit() -> None:
+    """Give compiled denoisers room for every size and batch memebot serves (torch shares one budget)."""
+    import torch._dynamo.config as dynamo
+
+    dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
+    dynamo.accumulated_recompile_limit = max(dynamo.accumulated_recompile_limit, RECOMPILE_LIMIT * 8)
 
 
 def _load_builtin(source: str, config: ModelConfig, dtype: torch.dtype, quantization: Any) -> Any:
