@@ -13,10 +13,13 @@ from dataclasses import dataclass
 import discord
 
 from generators.config import LimitsConfig
+from generators.decode import NOT_AN_IMAGE
 from generators.intake import MIB, BadImage, Fetcher, decode_header_refusal
 
 #: The refusal for a message without a picture the bot may fetch.
 NO_PICTURE = "that message has no picture I can use"
+#: The types the intake decodes, as Discord reports them; any other is refused before downloading.
+TAKEN_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ def check_reported(picture: Picture, limits: LimitsConfig) -> None:
     """Refuse a picture (BadImage) from its reported type, bytes and pixels, before downloading it."""
     if picture.content_type is not None and not picture.content_type.startswith("image/"):
         raise BadImage("that file is not a picture; use a PNG, JPEG, GIF or WebP")
+    if picture.content_type is not None and picture.content_type.split(";")[0] not in TAKEN_TYPES:
+        raise BadImage(NOT_AN_IMAGE)
     if (picture.size or 0) > limits.max_image_bytes:
         raise BadImage(f"the image is over {limits.max_image_bytes / MIB:g} MiB; send a smaller one")
     width, height = picture.width or 0, picture.height or 0

@@ -311,7 +311,7 @@ async def test_a_picture_that_would_wedge_the_intake_gets_one_line_and_no_thinki
             ("exif.png", pictures.garbage_exif_png(), "damaged or cut short"),
             ("bomb.jpg", pictures.scan_bomb(1024, 5000), "drawn in more than 32 passes"),
             (
-                "scan.tiff",
+                "scan.png",  # named a PNG, so Discord reports one: the bytes are a TIFF
                 pictures.not_taken()["tiff"],
                 "not an image this bot can read",
             ),
@@ -340,6 +340,11 @@ async def test_a_picture_that_would_wedge_the_intake_gets_one_line_and_no_thinki
                 what="the meme channel's answer",
             )
             assert answer.content.startswith("❌") and why in answer.content and not answer.attachments
+        # A TIFF reported as one is refused from what Discord says, before a byte is fetched.
+        honest = fake.store_attachment("scan.tiff", pictures.not_taken()["tiff"])
+        ix = await fake.slash_command("imagine", {"prompt": "a cat", "image": honest})
+        assert "not an image this bot can read" in (await refusal(fake, ix)).content
+        assert (await ix.acknowledgement()).type == 4 and honest.id not in fake.attachment_downloads
         assert await env.service.store.stats() == {}
         fake.assert_clean()
 

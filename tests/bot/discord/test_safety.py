@@ -372,7 +372,7 @@ async def test_meme_refuses_a_picture_it_cannot_read_and_takes_back_its_thinking
         for name, data, why in (
             ("exif.png", pictures.garbage_exif_png(), "damaged or cut short"),
             ("bomb.jpg", pictures.scan_bomb(1024, 5000), "drawn in more than 32 passes"),
-            ("photo.bmp", pictures.not_taken()["bmp"], "not an image this bot can read"),
+            ("photo.png", pictures.not_taken()["bmp"], "not an image this bot can read"),
         ):
             upload = fake.store_attachment(name, data)
             ix = await fake.slash_command("meme", {"image": upload, "top": "hi"})
