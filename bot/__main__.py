@@ -185,7 +185,7 @@ def _saved_line(path: Path, request: GenerationRequest, job_id: str) -> str:
 
 
 class Interrupt:
-    """SIGINT or SIGTERM during ``imagine``: cancel its job at the next step; a second signal acts at once.
+    """SIGINT or SIGTERM during ``imagine``: cancel its job at the next step (a second one: the usual way).
 
     A job between the queue and the worker cannot be cancelled for a moment: the cancel is asked again
     at its next event.
