@@ -350,3 +350,21 @@ def png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (width * 10, height * 10, 0)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+async def test_a_subreddit_marked_nsfw_says_so_in_its_about_page_and_its_posts(
+    fake: FakeReddit, reddit: asyncpraw.Reddit
+) -> None:
+    fake.nsfw_subreddits.add("spicy")
+    spicy, memes = await reddit.subreddit("Spicy", fetch=True), await reddit.subreddit("memes", fetch=True)
+    assert (spicy.over18, memes.over18) == (True, False)
+    posts = [fake.submission("spicy"), fake.submission("memes")]
+    assert [post.over_18 async for post in reddit.info(fullnames=posts)] == [True, False]
+
+
+async def test_a_link_post_may_hold_a_url_python_cannot_parse(
+    fake: FakeReddit, reddit: asyncpraw.Reddit
+) -> None:
+    post = fake.link_post("pics", "https://[::1/cat.png")
+    (served,) = [item async for item in reddit.info(fullnames=[post])]
+    assert served.url == "https://[::1/cat.png"
