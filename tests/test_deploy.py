@@ -66,7 +66,8 @@ def test_the_bot_image_installs_no_model_stack() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     heavy = {"torch", "diffusers", "transformers", "accelerate", "safetensors"}
     assert not {re.split(r"[<>=\[; ]", dep)[0] for dep in project["dependencies"]} & heavy
-    assert {re.split(r"[<>=\[; ]", dep)[0] for dep in project["optional-dependencies"]["models"]} == heavy
+    # The models extra holds the stack (and the small helpers some pipelines need besides).
+    assert heavy <= {re.split(r"[<>=\[; ]", dep)[0] for dep in project["optional-dependencies"]["models"]}
     assert "memebot[models]" in project["optional-dependencies"]["test"]  # the tests run the models
     for name in ("cpu", "cuda"):
         assert "'.[models]'" in stages()[name], name
