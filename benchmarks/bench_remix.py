@@ -63,8 +63,8 @@ def measure(model: DiffusersBackend, *, size: int, steps: int, batch: int, runs:
     starts = pictures(batch, size)
     cases: dict[str, tuple[BatchSpec, Sequence[Image.Image]]] = {
         "text-to-image": (BatchSpec(size, size, steps), ()),
-        "remix, strength 1": (BatchSpec(size, size, steps, strength=1.0), starts),
-        "remix, strength 0.6": (BatchSpec(size, size, steps, strength=0.6), starts),
+        "remix, strength 1": (BatchSpec(size, size, steps, strength=1.0, picture=True), starts),
+        "remix, strength 0.6": (BatchSpec(size, size, steps, strength=0.6, picture=True), starts),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     for run in range(runs + 1):  # the first round warms every path up
@@ -88,6 +88,33 @@ def measure(model: DiffusersBackend, *, size: int, steps: int, batch: int, runs:
     return rows
 
 
+def measure_clips(model: DiffusersBackend, *, size: int, steps: int, runs: int) -> list[dict[str, Any]]:
+    """Frames/s of text-to-clip and of image-to-clip (the picture as the first frame), same model and
+    frames, alternating call by call."""
+    frames = model.info.frames
+    cases: dict[str, tuple[BatchSpec, Sequence[Image.Image]]] = {
+        "text-to-clip": (BatchSpec(size, size, steps, frames=frames), ()),
+        "image-to-clip": (BatchSpec(size, size, steps, frames=frames, picture=True), pictures(1, size)),
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for run in range(runs + 1):
+        for name, (spec, given) in cases.items():
+            seconds = timed(model, spec, 1, given)
+            if run:
+                times[name].append(seconds)
+    base = frames / statistics.median(times["text-to-clip"])
+    return [
+        {
+            "case": name,
+            "denoising_steps": spec.denoising_steps,
+            "images_per_s": round(frames / statistics.median(times[name]), 3),
+            "baseline_images_per_s": round(base, 3),
+            "ratio": round(frames / statistics.median(times[name]) / base, 3),
+        }
+        for name, (spec, _) in cases.items()
+    ]
+
+
 def print_table(rows: list[dict[str, Any]], title: str) -> None:
     print(title)
     print(f"{'case':<22} {'steps run':>9} {'images/s':>10} {'baseline':>10} {'ratio':>7}")
@@ -109,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="a narrowed real-size pipeline (smoke run)")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/remix.json"))
+    parser.add_argument(
+        "--clip-model", default="tiny-ltx", help="a clip model with an image-to-video form ('' to skip)"
+    )
     args = parser.parse_args(argv)
     real = args.model == "real-size"
     size = args.size or (512 if real else 256)
@@ -117,7 +147,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = measure(model, size=size, steps=steps, batch=args.batch, runs=args.runs)
     title = f"{args.model}{' (quick)' if args.quick else ''}, {size} px, {steps} steps, batch {args.batch}"
     print_table(rows, title)
-    result = {"model": args.model, "size": size, "steps": steps, "batch": args.batch, "rows": rows}
+    result: dict[str, Any] = {
+        "model": args.model,
+        "size": size,
+        "steps": steps,
+        "batch": args.batch,
+        "rows": rows,
+    }
+    if args.clip_model:
+        clip_size = 64 if args.model == "tiny" else 256
+        clips = load_backend(ModelConfig(name=args.clip_model, size=clip_size, frames=9), args.clip_model)
+        clip_rows = measure_clips(clips, size=clip_size, steps=steps, runs=args.runs)
+        print()
+        print_table(
+            clip_rows,
+            f"{args.clip_model}, {clip_size} px, {clips.info.frames} frames, {steps} steps (frames/s)",
+        )
+        result["clips"] = {
+            "model": args.clip_model,
+            "size": clip_size,
+            "frames": clips.info.frames,
+            "rows": clip_rows,
+        }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     return result

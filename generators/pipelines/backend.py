@@ -10,6 +10,7 @@ backend from its single inference thread only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -103,6 +104,8 @@ class DiffusersBackend:
         runs the family's image-to-image form for an image model (a remix) or its image-to-video form
         for a clip model (an animation: the picture is the first frame).
         """
+        if spec.strength is not None and not spec.picture:  # a remix spec made without its plan
+            spec = dataclasses.replace(spec, picture=True)
         if spec.picture and len(pictures) != len(slots):
             raise ValueError(
                 f"a call of {len(slots)} starting from pictures needs as many, not {len(pictures)}"

@@ -18,3 +18,6 @@ def test_the_quick_run_compares_remixes_with_text_to_image(tmp_path: Path) -> No
     assert rows["remix, strength 1"]["denoising_steps"] == 4  # the same steps: the cost is the encoding
     assert rows["remix, strength 0.6"]["denoising_steps"] == 2
     assert all(row["images_per_s"] > 0 for row in rows.values())
+    clips = {row["case"]: row for row in result["clips"]["rows"]}
+    assert set(clips) == {"text-to-clip", "image-to-clip"}  # on the same model and frames
+    assert result["clips"]["frames"] == 9 and all(row["images_per_s"] > 0 for row in clips.values())
