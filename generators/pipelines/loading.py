@@ -19,7 +19,14 @@ import torch
 
 from generators.config import ModelConfig
 from generators.errors import ModelLoadError
-from generators.families import Family, family_named, family_of_class, generic, kind_of_class
+from generators.families import (
+    Family,
+    family_named,
+    family_of_class,
+    generic,
+    kind_of_class,
+    pipeline_class,
+)
 from generators.models import FEW_STEP_SCHEDULERS, ModelInfo, model_info, preset_for
 from generators.pipelines.backend import DiffusersBackend
 from generators.pipelines.device import placement
@@ -261,8 +268,8 @@ def _load_pretrained(
     folder = config.path is not None or source.startswith((".", "/", "~"))
     if folder and not local.is_dir():
         raise ModelLoadError(f"model {name}: folder {local} does not exist. {_advice(hub, local)}")
-    if local.is_dir() and not (local / "model_index.json").is_file():
-        raise ModelLoadError(f"model {name}: {local} has no model_index.json. {_advice(hub, local)}")
+    if local.is_dir():
+        _check_folder(local, name, hub)
     kwargs: dict[str, Any] = {"dtype": dtype, "quantization_config": quantization}
     preset = PRESETS.get(config.name)
     if preset is not None and preset.motion_adapter:
@@ -281,6 +288,28 @@ def _load_pretrained(
         raise ModelLoadError(
             f"could not load model {name} from {source} ({why}). {_advice(hub, target)}"
         ) from error
+
+
+def _check_folder(folder: Path, name: str, hub: str) -> None:
+    """A folder must name a pipeline class this diffusers has, or loading it could only fail later."""
+    import difflib
+
+    import diffusers
+
+    if not (folder / "model_index.json").is_file():
+        raise ModelLoadError(f"model {name}: {folder} has no model_index.json. {_advice(hub, folder)}")
+    cls = pipeline_class(folder)
+    if cls is None:
+        raise ModelLoadError(
+            f"model {name}: {folder}/model_index.json names no pipeline class (not JSON, or no _class_name):"
+            f" the download is incomplete or not a diffusers model. {_advice(hub, folder)}"
+        )
+    if not hasattr(diffusers, cls):
+        close = difflib.get_close_matches(cls, [n for n in dir(diffusers) if n.endswith("Pipeline")], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else " (a newer diffusers may have it)"
+        raise ModelLoadError(
+            f"model {name}: {folder}/model_index.json names {cls}, which diffusers lacks{hint}"
+        )
 
 
 def _motion_adapter(spec: str, config: ModelConfig, dtype: torch.dtype) -> Any:

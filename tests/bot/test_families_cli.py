@@ -81,3 +81,28 @@ def test_a_picture_animated_by_ltx_names_its_source(
     assert "animation of image sha256:" in capsys.readouterr().out
     with Image.open(out) as frames:
         assert frames.n_frames == 9
+
+
+@pytest.mark.expect_errors  # the model's failure is logged for the operator
+@pytest.mark.parametrize(
+    ("index", "says"),
+    [
+        ("{}", "names no pipeline class"),
+        ('{"_class_name": "StableDiffusionPipelin"}', "did you mean StableDiffusionPipeline?"),
+        ("not json", "names no pipeline class"),
+    ],
+)
+def test_a_broken_model_folder_fails_in_one_line_and_never_hangs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], index: str, says: str
+) -> None:
+    folder = tmp_path / "models" / "turbo"
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text(index)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"models:\n  image: turbo\n  video: null\n  entries:\n    turbo: {{name: sd-turbo, path: {folder}}}\n"
+        f"store:\n  path: {tmp_path / 'memebot.db'}\nworker:\n  results_dir: {tmp_path / 'results'}\n"
+    )
+    assert main(["imagine", "a cat", "-q", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("model error: ") and says in err and err.count("\n") == 1
