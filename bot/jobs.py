@@ -299,7 +299,11 @@ class JobService:
                 continue
             if current.status is JobStatus.RUNNING:
                 await self.store.transition(record.id, JobStatus.QUEUED)
-            await self.runner.submit(current.job, force=True)
+            try:
+                await self.runner.submit(current.job, force=True)
+            except UserError as error:  # the queue cannot take it any more (e.g. its model can't run)
+                await self._abandon(current, str(error))
+                continue
             requeued += 1
         if requeued:
             log.info("requeued %d unfinished jobs", requeued)
