@@ -348,3 +348,35 @@ async def test_a_batch_of_flux_jobs_shares_one_call_and_matches_each_alone(tmp_p
     alone = run(model, spec_for(model), [Slot("a cat", "", 3)])  # job b's second image, seed 2 + 1
     assert finished and finished[0].result.seeds == (2, 3)
     assert alone[0][0].size == (TEST_SIZE, TEST_SIZE)
+
+
+def test_an_unlisted_pipeline_runs_through_the_generic_path(tmp_path: Path) -> None:
+    import json
+
+    folder = TINY["sd"](tmp_path / "pag", 0)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["_class_name"] = "StableDiffusionPAGPipeline"  # a diffusers pipeline no family row lists
+    (folder / "model_index.json").write_text(json.dumps(index))
+    described = describe_model(ModelConfig(name="pag", path=folder))
+    assert (described.family, described.kind, described.remix) == ("generic-image", Kind.IMAGE, False)
+    model = load_backend(ModelConfig(name="pag", path=folder, size=64, steps=2))
+    assert model.info.family == "generic-image" and model.info.remix  # diffusers maps its img2img form
+    out = run(model, spec_for(model), [Slot("a cat", "blurry", 1)])
+    assert out[0][0].size == (64, 64)
+
+
+def test_a_pipeline_memebot_cannot_drive_is_refused_at_load_naming_what_it_lacks(tmp_path: Path) -> None:
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    unet = UNet2DModel(
+        sample_size=8,
+        block_out_channels=(8, 8),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler()).save_pretrained(tmp_path / "ddpm")
+    with pytest.raises(
+        ModelLoadError, match=r"DDPMPipeline can't be driven by memebot: its call takes no width"
+    ):
+        load_backend(ModelConfig(name="ddpm", path=tmp_path / "ddpm"))
