@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import signal
 import socket
@@ -450,3 +451,33 @@ def test_run_with_a_broken_model_folder_serves_the_rest_and_says_why_in_healthz(
         proc.communicate(timeout=60)
     assert answer.value.code == 503 and "_class_name" in body["problems"]["model turbo"]
     assert proc.returncode == 0
+
+
+def test_run_warns_when_reddit_links_would_point_at_this_machine(tmp_path: Path) -> None:
+    port, nowhere = free_port(), f"http://127.0.0.1:{free_port()}"
+    config = write_config(
+        tmp_path,
+        extra=f"reddit:\n  enabled: true\n  oauth_url: {nowhere}\n  reddit_url: {nowhere}\n"
+        f"web:\n  enabled: true\n  port: {port}\n",
+    )
+    secrets = ("CLIENT_ID", "CLIENT_SECRET", "USERNAME", "PASSWORD")
+    env = {**os.environ, **{f"MEMEBOT_REDDIT_{name}": f"value-of-{name.lower()}" for name in secrets}}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        lines = []
+        while "ready: models" not in (line := proc.stdout.readline()):
+            assert line, "".join(lines)
+            lines.append(line)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    warnings = [line for line in lines if "only works on this machine" in line]
+    assert len(warnings) == 1 and " WARNING " in warnings[0]
+    assert f"link to http://127.0.0.1:{port}," in warnings[0]  # the port it serves on, not 8080
