@@ -71,6 +71,10 @@ class Backoff:
             delay = min(delay * 2, self.max_s)
 
 
+#: discord.py's own wording (client, then shard), matched to make them one line.
+RECONNECT_MESSAGES = ("Attempting a reconnect in %.2fs", "Attempting a reconnect for shard ID %s in %.2fs")
+
+
 def _one_line_reconnects(record: logging.LogRecord) -> bool:
     """discord.py logs a traceback before each gateway reconnect: for a network failure one line is enough.
 
@@ -87,8 +91,6 @@ def _one_line_reconnects(record: logging.LogRecord) -> bool:
     return True
 
 
-#: discord.py's own wording (client, then shard), matched to make them one line.
-RECONNECT_MESSAGES = ("Attempting a reconnect in %.2fs", "Attempting a reconnect for shard ID %s in %.2fs")
 logging.getLogger("discord.client").addFilter(_one_line_reconnects)
 logging.getLogger("discord.shard").addFilter(_one_line_reconnects)
 

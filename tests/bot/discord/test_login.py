@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -199,3 +200,17 @@ async def test_check_config_connect_logs_in_to_discord(fake: FakeDiscord) -> Non
     assert bad.level is Level.PROBLEM and "Discord refused MEMEBOT_DISCORD_TOKEN" in bad.text
     assert not fake.connections  # a check logs in over REST only: no gateway session, no commands synced
     assert not fake.requests_to("PUT", "/applications/{application_id}/commands")
+
+
+def test_a_reconnect_after_a_network_failure_is_one_warning_line(caplog: pytest.LogCaptureFixture) -> None:
+    discord_log = logging.getLogger("discord.client")
+    try:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except OSError:
+        discord_log.exception("Attempting a reconnect in %.2fs", 1.5)
+    discord_log.info("logging in using static token")
+    (record,) = [r for r in caplog.records if r.name == "discord.client"]
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert record.getMessage() == (
+        "Attempting a reconnect in 1.50s: ConnectionResetError: [Errno 104] Connection reset by peer"
+    )
