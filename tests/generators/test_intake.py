@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from PIL import Image, ImageOps
 
-from generators.decode import DECODERS, TOO_SLOW, decode_isolated
+from generators.decode import DECODERS, TOO_SLOW, WAITING, decode_isolated
 from generators.intake import (
     MEDIA_HOSTS,
     BadImage,
@@ -273,3 +273,21 @@ async def test_a_burst_of_slow_decodes_leaves_the_default_executor_free() -> Non
     assert not any(task.done() for task in decodes)  # both ran while every decode still waited
     pictures_read = await asyncio.gather(*decodes)
     assert {p.size for p in pictures_read} == {(1536, 1536)}
+
+
+async def test_a_decode_past_its_memory_limit_is_refused_in_words() -> None:
+    flat = encoded(Image.new("L", (4096, 4096), 7), "PNG")  # 25 KiB that need 64 MiB once decoded
+    tight = IntakeLimits(max_bytes=LIMITS.max_bytes, decode_memory=120 * 1024 * 1024)
+    with pytest.raises(BadImage, match="needs too much memory to read"):
+        await decode_isolated(flat, limits=tight, max_side=64)
+    assert (await decode_isolated(flat, limits=LIMITS, max_side=64)).size == (64, 64)
+
+
+async def test_past_the_waiting_room_a_picture_is_refused_at_once() -> None:
+    heavy = pictures.progressive_noise(1024)
+    limits = IntakeLimits(max_bytes=8 * 1024 * 1024)
+    reads = [asyncio.create_task(decode_isolated(heavy, limits=limits)) for _ in range(DECODERS + WAITING)]
+    await asyncio.sleep(0)  # each has taken its place
+    with pytest.raises(BadImage, match="too many pictures are being read right now"):
+        await decode_isolated(heavy, limits=limits)
+    assert all(p.size == (1024, 1024) for p in await asyncio.gather(*reads))
