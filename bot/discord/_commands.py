@@ -191,7 +191,10 @@ class Generation(FeatureCog):
         if isinstance(source, Picture):
             data = await self.remixes.fetcher.fetch(source.url)
         else:
-            data = await _read(source)
+            try:
+                data = await _read(source)
+            except FileNotFoundError as error:  # retention removed it since the job was looked up
+                raise NotFound("that result's picture is gone; make it again") from error
         limits = IntakeLimits.of(self.service.limits)
         picture = await decode_isolated(data, limits=limits, max_side=MEME_SIDE)
         budget = interaction.filesize_limit
