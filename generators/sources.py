@@ -98,7 +98,8 @@ class SourceStore:
     async def take(self, data: bytes) -> Source:
         """Check and keep a member's picture; BadImage (a BadRequest) for anything it can't take.
 
-        Decoding runs on a thread: a large JPEG takes a while, and the loop carries the gateway.
+        Decoding runs in a process of its own (``intake.decode_isolated``): a picture can cost seconds of
+        CPU, and must hold none of the threads the loop's DNS lookups and file reads need.
         """
         digest = intake.digest(data)
         path = self.path(digest)
@@ -106,7 +107,8 @@ class SourceStore:
             touch(path)  # taken before: the same picture, already checked
             size = await asyncio.to_thread(_size_of, path)
         except FileNotFoundError:
-            png, size = await asyncio.to_thread(self._normalised, data)
+            picture = await intake.decode_isolated(data, limits=self.limits, max_side=self.max_side)
+            png, size = await asyncio.to_thread(png_bytes, picture), picture.size
             await asyncio.to_thread(write_source, self.folder, digest, png)
         return Source(digest, width=size[0], height=size[1])
 
@@ -139,11 +141,6 @@ class SourceStore:
     def remove_older_than(self, cutoff: float) -> int:
         """Delete the pictures last used before ``cutoff`` (a time.time() value); how many went."""
         return prune(self.folder, cutoff)
-
-    def _normalised(self, data: bytes) -> tuple[bytes, tuple[int, int]]:
-        picture = intake.decode(data, limits=self.limits)
-        picture.thumbnail((self.max_side, self.max_side), Image.Resampling.LANCZOS)
-        return png_bytes(picture), picture.size  # the same Source whenever the same bytes come again
 
 
 def _size_of(path: Path) -> tuple[int, int]:

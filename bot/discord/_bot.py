@@ -19,11 +19,10 @@ from bot.discord._info import Info
 from bot.discord._pictures import Picture, picture_in
 from bot.discord._queue import QueueCommands
 from bot.discord._remix import PENDING, Remixes
+from bot.discord._reposts import check_repost, hall_spoiler
 from bot.discord._requests import (
     Requests,
-    age_restricted,
     is_moderator,
-    made_age_restricted,
     owner_of,
     single_of,
     variation_of,
@@ -156,7 +155,7 @@ class MemeBot(commands.Bot):
             await self.service.cancel(record.id, by=None if moderator else owner_of(interaction.user))
             await interaction.response.send_message("Cancelling…", ephemeral=True)
         elif action is Action.REMIX:
-            self.requests.check_repost(record, interaction)  # someone else's age-restricted picture
+            check_repost(record, interaction)  # someone else's age-restricted picture, or another server's
             await self.remixes.open_result(interaction, record)
         else:
             if action is Action.REROLL:
@@ -236,10 +235,13 @@ class MemeBot(commands.Bot):
         record = await self.service.store.get(job_id)
         if record is None or record.result is None:
             return
+        # An age-restricted result goes only to a hall in its own server, hidden unless the hall is
+        # age-restricted too; a hall the bot cannot see counts as elsewhere.
+        spoiler = hall_spoiler(record, self.get_channel(target))
+        if spoiler is None:
+            return
         path = record.result.primary.path
         hall = self.get_partial_messageable(target)
-        # A result made under NSFW rules stays hidden in a hall that is not age-restricted (or not known).
-        spoiler = made_age_restricted(record) and not age_restricted(self.get_channel(target))
         text = f"{STAR} **{stars}** · {message.jump_url}\n{prompt_line(record.job.request.prompt)}"
         with contextlib.suppress(discord.HTTPException):
             await hall.send(text, file=await result_file(path, spoiler=spoiler))

@@ -226,7 +226,10 @@ def build_sibling(pipe: Any, what: str, class_name: str, name: str) -> Any:
     word = "remix pictures" if what == "remix" else "animate pictures"
     try:
         if class_name:
-            sibling = getattr(diffusers, class_name).from_pipe(pipe)
+            # Components passed by name: a swapped-in module (a tiny autoencoder as the VAE) is kept
+            # even where its class is not the one the sibling's signature names.
+            components = {key: value for key, value in pipe.components.items() if value is not None}
+            sibling = getattr(diffusers, class_name).from_pipe(pipe, **components)
         elif what == "remix":
             sibling = diffusers.AutoPipelineForImage2Image.from_pipe(pipe)
         else:

@@ -166,12 +166,12 @@ async def test_a_remix_whose_picture_is_gone_fails_saying_so(
         assert events[-1] == Failed(SOURCE_GONE_REASON)
 
 
-async def test_a_clip_model_refuses_a_picture(
+async def test_a_clip_model_without_an_image_to_video_form_refuses_a_picture(
     tiny_backend: DiffusersBackend, tiny_video_backend: DiffusersBackend, tmp_path: Path
 ) -> None:
     async with open_service([tiny_backend, tiny_video_backend], tmp_path / "jobs.db", tmp_path) as service:
         source = await service.sources.take(RED)
-        with pytest.raises(BadRequest, match="clips can't start from a picture"):
+        with pytest.raises(BadRequest, match="tiny-video can't animate a picture"):
             service.parse("a cat --video", source=source)
-        with pytest.raises(BadRequest, match="clips can't start from a picture"):
+        with pytest.raises(BadRequest, match="tiny-video can't animate a picture"):
             service.parse("a cat --model tiny-video", source=source)

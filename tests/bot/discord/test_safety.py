@@ -5,6 +5,7 @@ Hostile inputs as a member would type them, against the fake Discord.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import io
 import re
@@ -14,6 +15,8 @@ from typing import Any
 
 from PIL import Image
 
+from bot.discord._bot import HALL_OF_FAME
+from bot.discord._reposts import hall_spoiler
 from bot.jobs import JobService
 from bot.store import JobRecord, JobStatus
 from generators.pipelines import DiffusersBackend
@@ -380,4 +383,32 @@ async def test_meme_refuses_a_picture_it_cannot_read_and_takes_back_its_thinking
             assert refused.ephemeral and why in refused.content and "\n" not in refused.content
             assert ix.original is not None and ix.original.deleted
             assert upload.id in fake.attachment_downloads  # fetched through the Fetcher, then refused
+        fake.assert_clean()
+
+
+async def test_an_age_restricted_result_stays_out_of_a_hall_of_fame_in_another_server(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord
+) -> None:
+    other = other_server(fake)
+    hall = other.channel("general")
+    nsfw, general = fake.channel("nsfw"), fake.channel("general")
+    async with discord_env(
+        tiny_backend, tmp_path, fake, hall_of_fame_channel=hall.id, hall_of_fame_stars=1
+    ) as env:
+        restricted = await imagine(env, {"prompt": "a cat", "n": 1}, channel_id=nsfw.id)
+        ordinary = await imagine(env, {"prompt": "a dog", "n": 1}, channel_id=general.id)
+        flagged_id = await flagged_copy(env.service, await delivered(env.service, job_id_of(ordinary)))
+        await fake.add_reaction(nsfw, restricted, "⭐", fake.bob)
+        async with asyncio.timeout(10):  # the bot has taken the star in (and then skips the picture)
+            while not await env.service.store.kv_get(HALL_OF_FAME, str(restricted.id)):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await fake.add_reaction(general, ordinary, "⭐", fake.bob)
+        famous = await fake.wait_for(
+            lambda: next((m for m in fake.messages_in(hall) if m.attachments), None), timeout=10
+        )
+        assert job_id_of(ordinary) not in famous.content and "a dog" in famous.content
+        assert not famous.attachments[0].filename.startswith("SPOILER_")
+        record = await env.service.store.get(flagged_id)
+        assert record is not None and hall_spoiler(record, env.bot.get_channel(hall.id)) is None
+        assert len([m for m in fake.messages_in(hall) if m.attachments]) == 1  # the cat never came
         fake.assert_clean()
