@@ -35,7 +35,7 @@ from bot.store import FINISHED, JobRecord, JobStatus
 from bot.web import page_url
 from generators.errors import UserError
 from generators.intake import Fetcher
-from generators.requests import TERMINAL, GenerationRequest, Progress
+from generators.requests import TERMINAL, GenerationRequest, Progress, Source
 from generators.tasks import TaskSupervisor
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ PLATFORM = "reddit"
 WATCH_PAGE = 100
 _Found = tuple[Item, str, Comment]
 #: The answer to an item whose job could not be built for a reason that is ours, not the author's.
+#: Stands for a post's picture before it is downloaded, so a command's flags are checked first.
+UNREAD = Source("0" * 64)
 #: The answer to a request whose result the image classifier flagged, in a subreddit not marked NSFW.
 FLAGGED = (
     "the picture came out age-restricted, so I won't link it in a subreddit that isn't marked NSFW; "
@@ -204,6 +206,8 @@ class RedditBot:
         try:
             if limited:  # a recovered item was counted by the run that took it up
                 self.limits.check(entry.author, entry.subreddit)
+                # A mistyped flag is answered without starting the cooldown: the fix can come at once.
+                self.service.parse(entry.command, source=None if picture is None else UNREAD)
                 self.limits.attempt(entry.author)
             self.service.check_room(owner_of(entry.author))
             request = await self._request(entry.command, picture)

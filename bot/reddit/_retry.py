@@ -64,6 +64,8 @@ def refused_login(error: Exception) -> str | None:
     A 401 from the token endpoint means the app's id or secret is wrong; a 200 carrying
     ``invalid_grant`` means the account's name or password is (or the account has two-factor login).
     """
+    if isinstance(error, core.RequestException):  # a login on the way to another call comes wrapped
+        error = error.original_exception
     if isinstance(error, core.OAuthException):
         return (
             f"Reddit refused the login ({error.error}): check MEMEBOT_REDDIT_USERNAME and "

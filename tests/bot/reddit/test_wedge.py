@@ -108,6 +108,21 @@ async def test_ten_mentions_under_a_picture_within_the_cooldown_cost_one_downloa
     assert sum(len(fake.replies_to(m)) for m in mentions) == 1
 
 
+async def test_a_mistyped_flag_does_not_start_the_cooldown(
+    tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeReddit
+) -> None:
+    post = fake.image_post("pics", picture((0, 90, 200)))
+    typo = fake.mention("u/memebot a cat --sed 3", author="alice", parent=post)
+    fixed = fake.mention("u/memebot a cat --seed 3 --n 1", author="alice", parent=post)
+    async with run_bot(tiny_backend, tmp_path, fake, author_cooldown_s=3600) as world:
+        assert await world.bot.poll_once() == 2
+        await answered(world, typo)
+        await answered(world, fixed)
+        assert (await job_of(world, fixed)).job.request.source is not None
+    assert "--sed" in said_in(fake.replies_to(typo)[0].body)
+    assert len(fake.downloads) == 1  # the typo downloaded nothing
+
+
 async def test_with_the_queue_full_a_mention_under_a_picture_downloads_nothing(
     tiny_backend: DiffusersBackend, tmp_path: Path, fake: FakeReddit
 ) -> None:
