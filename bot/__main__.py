@@ -116,6 +116,8 @@ async def _remote_core(settings: Settings, health: Health) -> AsyncIterator[JobS
             per_user=settings.worker.per_user_queue,
             total=settings.worker.global_queue,
             health=health,
+            source_budget_bytes=settings.queue.source_budget_mb * 1024 * 1024,
+            source_ttl_s=settings.queue.source_ttl_s,
         )
         async with runner:
             sources = SourceStore.beside(settings.worker.results_dir, settings.limits)

@@ -65,6 +65,8 @@ class QueueConfig(Section):
     claim_idle_s: float = Field(60.0, gt=0, description="A job idle this long on a dead worker is reclaimed.")
     max_deliveries: int = Field(3, ge=1, description="Attempts before a job goes to the dead-letter stream.")
     result_ttl_s: int = Field(86400, ge=60, description="How long result files stay in Redis.")
+    source_budget_mb: int = Field(256, ge=1, description="Remix pictures Redis holds at once, in MiB.")
+    source_ttl_s: int = Field(3600, ge=60, description="Longest a remix picture waits on Redis (backstop).")
 
     @field_validator("redis_url")
     @classmethod
