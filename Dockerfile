@@ -13,11 +13,13 @@ FROM python:3.11-slim AS bot
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 RUN useradd --create-home --uid 1000 memebot
 WORKDIR /app
-COPY pyproject.toml README.md constraints.txt ./
+COPY pyproject.toml README.md ./
+COPY requirements ./requirements
 COPY bot ./bot
 COPY generators ./generators
-# Only the base dependencies: the "models" extra (torch, diffusers, transformers) is the workers'.
-RUN pip install -c constraints.txt .
+# Only the base dependencies, at the locked versions: the "models" extra (torch, diffusers,
+# transformers) is the workers'.
+RUN pip install --require-hashes -r requirements/bot.lock && pip install --no-deps --no-build-isolation .
 COPY config.yaml ./
 RUN mkdir -p /app/data && chown memebot:memebot /app/data
 USER memebot
@@ -29,9 +31,8 @@ CMD ["run"]
 FROM bot AS cpu
 ENV HF_HOME=/models
 USER root
-# The CPU wheel of torch, from PyTorch's own index, then the models extra at the pinned versions.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && pip install -c constraints.txt '.[models]' \
+# The model stack at the locked versions, torch's CPU build from PyTorch's own index.
+RUN pip install --require-hashes --extra-index-url https://download.pytorch.org/whl/cpu -r requirements/cpu.lock \
     && mkdir -p /models && chown memebot:memebot /models
 USER memebot
 VOLUME ["/app/data", "/models"]
@@ -51,7 +52,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY generators ./generators
-# PyPI's Linux torch wheels are CUDA builds; constraints.txt is left out because it pins the CPU one.
+# PyPI's Linux torch wheels are CUDA builds. This image's Python is Ubuntu's 3.12, which the locks (made
+# for CPython 3.11) do not cover, so it resolves within pyproject.toml's bounds; on a 3.11 GPU host use
+# requirements/gpu.lock.
 # hadolint reads '.[models]' as an unpinned package: it is this project with its models extra.
 # hadolint ignore=DL3013
 RUN pip install torch==2.13.0 && pip install '.[models]'
