@@ -25,7 +25,7 @@ from bot.jobs import JobService
 from bot.reddit._intake import Item, command_of, names, screen
 from bot.reddit._ledger import Entry, Ledger, State
 from bot.reddit._limits import Limits
-from bot.reddit._media import Picture, download, read_picture
+from bot.reddit._media import Picture, download, picture_of
 from bot.reddit._posts import ImagePoster
 from bot.reddit._replies import Replier
 from bot.reddit._retry import Throttle, backoff, judge
@@ -236,7 +236,7 @@ class RedditBot:
                 raise
             why = f"{type(error).__name__}: {error}" if verdict is None else verdict.reason
             return None, f"its post cannot be read: {why}"
-        return (read_picture(vars(posts[0])) if posts else None), None
+        return (picture_of(vars(posts[0])) if posts else None), None
 
     async def _request(self, command: str, picture: Picture | None) -> GenerationRequest:
         """The command's request; under a picture, a remix of it (downloaded and checked first)."""

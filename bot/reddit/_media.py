@@ -37,7 +37,16 @@ def picture_of(post: Mapping[str, Any]) -> Picture | None:
 
     ``post`` is a submission's fields as Reddit sends them. Videos and pictures hosted elsewhere come
     back too, for :func:`download` to refuse in words rather than to be drawn from the prompt alone.
+    Never raises: a post's fields are whatever its author and Reddit put there, and one odd post must
+    never keep the bot from the mentions after it, so fields no real post has read as "no picture".
     """
+    try:
+        return _picture_in(post)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _picture_in(post: Mapping[str, Any]) -> Picture | None:
     parents = post.get("crosspost_parent_list") or ()
     if parents:  # a crosspost shows its original's picture
         post = parents[0]
@@ -51,18 +60,6 @@ def picture_of(post: Mapping[str, Any]) -> Picture | None:
     if post.get("post_hint") == "image" or _path_of(url).lower().endswith(IMAGE_EXTENSIONS):
         return Picture(url, *_preview_size(post))
     return None
-
-
-def read_picture(post: Mapping[str, Any]) -> Picture | None:
-    """:func:`picture_of`, total: fields no real post has are read as "no picture" rather than raising.
-
-    A post's fields are whatever its author and Reddit put there; one odd post must never stop the bot
-    from reading the mentions after it.
-    """
-    try:
-        return picture_of(post)
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
-        return None
 
 
 async def download(picture: Picture, fetcher: Fetcher) -> bytes:

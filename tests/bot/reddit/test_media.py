@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.reddit._media import ONLY_REDDIT, Picture, download, picture_of, read_picture
+from bot.reddit._media import ONLY_REDDIT, Picture, download, picture_of
 from generators.intake import MEDIA_HOSTS, BadImage, Fetcher, IntakeLimits
 
 HOSTED = "https://i.redd.it/abc123.png"
@@ -95,7 +95,7 @@ def test_a_url_python_cannot_parse_is_a_picture_by_its_extension_never_an_error(
     ],
 )
 def test_fields_no_real_post_has_read_as_no_picture_or_a_picture_never_an_error(post: dict[str, Any]) -> None:
-    found = read_picture(post)
+    found = picture_of(post)
     assert found is None or isinstance(found, Picture)
 
 
