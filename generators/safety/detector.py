@@ -4,6 +4,8 @@ We run the model file ourselves rather than through ``nudenet.NudeDetector``: it
 over the 2100 candidate boxes in Python, it takes no thread setting, and importing it pulls in OpenCV.
 Pre-processing is the same as NudeNet's: pad to a square at the bottom and right with black, resize to
 320², RGB scaled to 0..1; candidates under 0.25 are dropped and overlapping boxes suppressed (IoU 0.45).
+On the same raw output our boxes, labels and scores are NudeNet's (a test compares them), except boxes
+wholly in the padding, which hold none of the picture and which we drop.
 """
 
 from __future__ import annotations
@@ -79,11 +81,18 @@ def _detections(rows: npt.NDArray[np.float32], scale: float, size: tuple[int, in
     y = np.clip((rows[:, 1] - rows[:, 3] / 2) * scale, 0, height)
     w = np.minimum(rows[:, 2] * scale, width - x)
     h = np.minimum(rows[:, 3] * scale, height - y)
-    boxes = np.stack([x, y, w, h], axis=1)
+    inside = (w > 0) & (h > 0)  # a box wholly in the padding has nothing of the picture in it
+    boxes = np.stack([x, y, w, h], axis=1)[inside]
+    best, classes = best[inside], classes[inside]
     return [
-        Detection(LABELS[int(classes[i])], float(best[i]), (int(x[i]), int(y[i]), int(w[i]), int(h[i])))
-        for i in _suppress(boxes, best)
+        Detection(LABELS[int(classes[i])], float(best[i]), _pixels(boxes[i])) for i in _suppress(boxes, best)
     ]
+
+
+def _pixels(box: npt.NDArray[np.float32]) -> tuple[int, int, int, int]:
+    """A box in whole pixels, truncated as NudeNet does."""
+    x, y, w, h = (int(v) for v in box)
+    return x, y, w, h
 
 
 def _suppress(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32]) -> list[int]:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from pydantic import ValidationError
@@ -169,3 +170,30 @@ def test_the_real_detector_boxes_are_in_the_pictures_pixels() -> None:
     for d in detections:
         x, y, w, h = d.box
         assert 0 <= x and 0 <= y and x + w <= 400 and y + h <= 300
+
+
+@needs_detector
+def test_our_reading_of_the_detectors_output_is_nudenets() -> None:
+    """The same raw candidates give NudeNet's own boxes, labels and scores (its code, OpenCV's NMS),
+    but for boxes wholly in the square's padding, which we drop: they hold none of the picture."""
+    from nudenet.nudenet import _postprocess
+
+    from generators.safety.detector import _detections
+
+    rng = np.random.default_rng(3)
+    compared = 0
+    for size in [(512, 384), (384, 512), (300, 300)] * 10:
+        raw = np.zeros((1, 22, 60), np.float32)
+        raw[0, :2] = rng.uniform(0, 320, (2, 60))
+        raw[0, 2:4] = rng.uniform(5, 150, (2, 60))
+        raw[0, 4:] = rng.uniform(0, 0.3, (18, 60))
+        hot = rng.choice(60, 15, replace=False)
+        raw[0, 4 + rng.integers(0, 18, 15), hot] = rng.uniform(0.26, 0.99, 15)
+        side = max(size)
+        pads = (side - size[0], side - size[1], side / size[0], side / size[1])
+        theirs = _postprocess([raw], *pads, *size, 320, 320)
+        ours = _detections(raw[0].T, side / 320, size)
+        expected = [(t["class"], t["score"], tuple(t["box"])) for t in theirs if min(t["box"][2:]) > 0]
+        assert [(d.label, d.score, d.box) for d in ours if min(d.box[2:]) > 0] == expected
+        compared += len(expected)
+    assert compared > 1000
