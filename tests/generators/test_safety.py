@@ -197,3 +197,19 @@ def test_our_reading_of_the_detectors_output_is_nudenets() -> None:
         assert [(d.label, d.score, d.box) for d in ours if min(d.box[2:]) > 0] == expected
         compared += len(expected)
     assert compared > 1000
+
+
+@needs_detector
+@pytest.mark.parametrize("size", [(512, 384), (200, 640), (64, 64)])
+def test_the_detectors_input_is_nudenets(size: tuple[int, int]) -> None:
+    """Padded square, plain bilinear to 320², RGB in 0..1: within a level of NudeNet's own (OpenCV's)."""
+    from nudenet.nudenet import _read_image
+
+    from generators.safety.detector import _blob
+
+    small = np.random.default_rng(1).integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+    ours, scale = _blob(image)
+    theirs = _read_image(np.asarray(image.convert("RGBA")), 320)[0]
+    assert ours.shape == theirs.shape == (1, 3, 320, 320) and scale == max(size) / 320
+    assert np.abs(ours - theirs).max() <= 1 / 255
