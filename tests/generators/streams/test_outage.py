@@ -24,10 +24,10 @@ from bot.jobs import JobService
 from generators.errors import BadRequest
 from generators.health import Health
 from generators.pipelines import DiffusersBackend
-from generators.streams.keys import Keys
+from generators.streams.keys import GROUP, Keys
 from generators.streams.outage import Backoff, RedisHealth, describe, no_group
 from tests.fakes.loopback import free_port
-from tests.generators.streams.cluster import Heard, bot, worker
+from tests.generators.streams.cluster import Heard, bot, stand_in, worker
 from tests.generators.streams.conftest import _wait_for_ping
 from tests.helpers import redis_server
 
@@ -163,3 +163,21 @@ async def test_a_redis_outage_shows_in_the_health_logs_two_lines_and_heals(
     told = [problem for component, problem in health.history if component == "redis"]
     assert 2 <= len(told) <= 3, told
     assert told[0] is not None and told[0].startswith("cannot reach Redis") and told[-1] is None
+
+
+async def test_a_worker_makes_a_lost_group_again_and_takes_the_job_waiting_there(
+    tiny_backend: DiffusersBackend, client: Redis, keys: Keys, tmp_path: Path
+) -> None:
+    heard = Heard()
+    await stand_in(client, keys)  # the bot takes the job before any worker is up
+    async with bot(client, keys, tmp_path / "bot") as service:
+        service.subscribe("cli", heard)
+        job = await submit_when_served(service, "waiting --n 1", "u1")
+        (stream,) = await client.smembers(keys.streams("tiny"))
+        assert await client.xgroup_destroy(stream, GROUP)  # as a restart that lost part of the data
+        health = Recording()
+        async with worker(tiny_backend, client, keys, "w1", tmp_path, claim_idle_s=2.0, health=health):
+            await heard.until([job])
+            heard.finished(job)
+    assert ("redis", None) in health.history  # it said so, and healed
+    assert any(problem is not None and "consumer group" in problem for _, problem in health.history)
