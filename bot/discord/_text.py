@@ -12,14 +12,15 @@ import re
 import time
 from collections.abc import Sequence
 
-from bot.progress import bar, phase_words, place_words, started_words
+from bot.progress import bar, counted, phase_words, place_words, started_words
 from generators.config import LimitsConfig
 from generators.grammar import help_text, provenance
-from generators.models import Catalog, ModelState
+from generators.models import Catalog, ModelInfo, ModelState
 from generators.requests import (
     Cancelled,
     Failed,
     GenerationRequest,
+    Kind,
     Phase,
     Preview,
     Progress,
@@ -121,7 +122,8 @@ def workers_line(workers: Sequence[WorkerStatus]) -> str:
 
 
 def models_lines(catalog: Catalog, states: Sequence[ModelState]) -> list[str]:
-    """One line per model: name, kind, size, steps, whether it is loaded (or why it failed)."""
+    """One line per model: name, kind, size, steps, whether it is loaded (or why it failed), and what it
+    does with a picture (remix or animate)."""
     by_name = {state.name: state for state in states}
     lines = []
     for model in catalog:
@@ -134,9 +136,19 @@ def models_lines(catalog: Catalog, states: Sequence[ModelState]) -> list[str]:
             tags.append("loaded" if state.loaded else "not loaded")
         if model.note:
             tags.append(model.note)
-        shape = f"{model.kind.value}, {model.size} px, {model.steps} steps"
+        tags.append(abilities(model))
+        shape = f"{model.kind.value}, {model.size} px, {counted(model.steps, 'step')}"
         lines.append(f"Model **{model.name}** ({shape}): {'; '.join(tags)}")
     return lines
+
+
+def abilities(model: ModelInfo) -> str:
+    """What a model does with a picture, in a few words."""
+    if model.kind is Kind.IMAGE:
+        return "remixes pictures" if model.remix else "no remixes"
+    if model.needs_picture:
+        return "only animates pictures"
+    return "animates pictures too" if model.animate else "can't animate pictures"
 
 
 def help_lines(limits: LimitsConfig, catalog: Catalog) -> list[str]:
@@ -145,7 +157,8 @@ def help_lines(limits: LimitsConfig, catalog: Catalog) -> list[str]:
     head = (
         "Use /imagine (or /animate for a clip) with a prompt; flags after the prompt work too. To remix a "
         "picture, give /imagine an image, right-click a message → Apps → Remix with memebot, or press 🎨 "
-        "under a result."
+        "under a result; to animate one, give /animate an image, use Apps → Animate with memebot, or press "
+        "🎬."
     )
     flags = f"```\n{help_text(limits).replace('`', 'ˋ')}\n```"
     names = [f"{code(m.name, 60)} ({m.kind.value}, {m.size} px)" for m in catalog]
