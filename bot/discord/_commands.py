@@ -107,7 +107,12 @@ class Generation(FeatureCog):
         options |= {"bottom": bottom, "video": video, "model": self.checked_model(model, None)}
         # The grammar takes at most three decimals; the client sends whatever float was typed.
         options["strength"] = None if strength is None else f"{round(strength, 3):g}"
-        text = command_text(prompt, **options)
+        await self.start_with(interaction, command_text(prompt, **options), image)
+
+    async def start_with(
+        self, interaction: discord.Interaction[Any], text: str, image: discord.Attachment | None
+    ) -> None:
+        """:meth:`start`, or with a picture a remix of it (an animation when ``text`` asks for a clip)."""
         if image is None:
             await self.start(interaction, text)
             return
@@ -122,6 +127,7 @@ class Generation(FeatureCog):
         top="Caption at the top",
         bottom="Caption at the bottom",
         model="Which clip model makes it (see /info)",
+        image="A picture to animate (its first frame)",
     )
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def animate(
@@ -132,11 +138,12 @@ class Generation(FeatureCog):
         top: str | None = None,
         bottom: str | None = None,
         model: app_commands.Range[str, 1, 100] | None = None,
+        image: discord.Attachment | None = None,
     ) -> None:
-        """Make a short animated clip from a prompt."""
+        """Make a short animated clip from a prompt, or make a picture move."""
         model = self.checked_model(model, Kind.VIDEO)
         text = command_text(prompt, seed=seed, top=top, bottom=bottom, video=True, model=model)
-        await self.start(interaction, text)
+        await self.start_with(interaction, text, image)
 
     def checked_model(self, name: str | None, kind: Kind | None) -> str | None:
         """A model option as typed (the client lets anyone type anything): one of this bot's models,
