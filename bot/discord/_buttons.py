@@ -12,7 +12,10 @@ from typing import Any, Protocol
 
 import discord
 
-TEMPLATE = r"mb:(?P<action>reroll|var|up|del|cancel|remix):(?P<job>[A-Za-z0-9_-]{8,64})(?::(?P<index>[1-9]))?"
+TEMPLATE = (
+    r"mb:(?P<action>reroll|var|up|del|cancel|remix|anim)"
+    r":(?P<job>[A-Za-z0-9_-]{8,64})(?::(?P<index>[1-9]))?"
+)
 PER_ROW = 5
 
 
@@ -25,6 +28,7 @@ class Action(enum.StrEnum):
     DELETE = "del"
     CANCEL = "cancel"
     REMIX = "remix"
+    ANIMATE = "anim"
 
 
 class ButtonHandler(Protocol):
@@ -72,14 +76,16 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=TEMPLAT
         await handler.on_job_button(interaction, self.action, self.job_id, self.index)
 
 
-def result_view(job_id: str, images: int) -> discord.ui.View:
-    """🔄 and 🗑 (and 🎨 for pictures: clips have ``images`` 0), then V1..Vn and U1..Un for grids (rows of
-    at most five)."""
+def result_view(job_id: str, images: int, *, animate: bool = False) -> discord.ui.View:
+    """🔄 and 🗑 (and 🎨 for pictures: clips have ``images`` 0; 🎬 too where a clip model can
+    ``animate`` one), then V1..Vn and U1..Un for grids (rows of at most five)."""
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton(Action.REROLL, job_id, emoji="🔄", row=0))
     view.add_item(JobButton(Action.DELETE, job_id, emoji="🗑️", row=0))
     if images:
         view.add_item(JobButton(Action.REMIX, job_id, label="Remix", emoji="🎨", row=0))
+    if images and animate:
+        view.add_item(JobButton(Action.ANIMATE, job_id, label="Animate", emoji="🎬", row=0))
     rows_each = (images + PER_ROW - 1) // PER_ROW
     for group, (action, letter) in enumerate(((Action.VARIATION, "V"), (Action.UPSCALE, "U"))):
         for i in range(1, images + 1):

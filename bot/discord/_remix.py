@@ -39,8 +39,10 @@ MENU_NAME = "Remix with memebot"
 PENDING = Source(digest="")
 #: How long an opened form waits for its Submit (Discord sets no limit; the bot keeps it in memory).
 FORM_TIMEOUT_S = 15 * 60
-#: Discord's longest text input.
+#: Discord's longest text input, and its longest placeholder.
 INPUT_LIMIT = 4000
+PLACEHOLDER_LIMIT = 100
+PLACEHOLDER = "what it should become; flags like --strength 0.5 --seed 7 work"
 
 #: Fetches the picture a remix starts from into the source store (run after acknowledging).
 Take = Callable[[], Awaitable[Source]]
@@ -51,14 +53,24 @@ Submit = Callable[[discord.Interaction[Any], str, int], Awaitable[None]]
 class RemixForm(discord.ui.Modal):
     """The form a remix asks for: the prompt with its flags and, for a grid, which image to start from."""
 
-    def __init__(self, *, title: str, submit: Submit, command: str = "", images: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        title: str,
+        submit: Submit,
+        command: str = "",
+        images: int = 0,
+        placeholder: str = PLACEHOLDER,
+        models: str = "",
+    ) -> None:
+        """``models``: the hint of an optional field naming the model (none without it)."""
         super().__init__(title=clip(title, 45), timeout=FORM_TIMEOUT_S)
         self._submit = submit
         self.prompt: discord.ui.TextInput[RemixForm] = discord.ui.TextInput(
             custom_id="prompt",
             style=discord.TextStyle.paragraph,
             default=clip(command, INPUT_LIMIT) or None,
-            placeholder="what it should become; flags like --strength 0.5 --seed 7 work",
+            placeholder=clip(placeholder, PLACEHOLDER_LIMIT),
             max_length=INPUT_LIMIT,
         )
         self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
@@ -66,11 +78,18 @@ class RemixForm(discord.ui.Modal):
         if images > 1:
             self.index = discord.ui.TextInput(custom_id="index", default="1", max_length=1)
             self.add_item(discord.ui.Label(text=f"Which image (1-{images})", component=self.index))
+        self.model: discord.ui.TextInput[RemixForm] | None = None
+        if models:
+            self.model = discord.ui.TextInput(
+                custom_id="model", required=False, max_length=100, placeholder=clip(models, PLACEHOLDER_LIMIT)
+            )
+            self.add_item(discord.ui.Label(text="Model (optional)", component=self.model))
 
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         """Hand the prompt and the image picked on; a refusal is the member's own message."""
         try:
-            await self._submit(interaction, self.prompt.value, _index(self.index))
+            text = _with_model(self.prompt.value, self.model)
+            await self._submit(interaction, text, _index(self.index))
         except UserError as error:
             await reply_error(interaction, str(error))
 
@@ -195,16 +214,17 @@ class Remixes:
             raise BadRequest("only finished pictures can be remixed")
         form = RemixForm(
             title=f"Remix job {record.id}",
-            submit=partial(self._remix_result, record),
+            submit=partial(self.start_from_result, record),
             command=self.service.command_line(record.job.request),
             images=len(record.result.seeds),
         )
         await interaction.response.send_modal(form)
 
-    async def _remix_result(
+    async def start_from_result(
         self, record: JobRecord, interaction: discord.Interaction[Any], text: str, index: int
     ) -> None:
-        """Tile ``index`` of the result, at that tile's seed unless the member changed --seed."""
+        """Start from tile ``index`` of a result, at that tile's seed unless the member changed --seed;
+        the source names the job, and a result made under age-restricted rules passes them on."""
         seeds = record.result.seeds if record.result else ()
         if not 1 <= index <= len(seeds):
             raise BadRequest(f"pick an image from 1 to {len(seeds)}")
@@ -227,6 +247,16 @@ async def withdraw(interaction: discord.Interaction[Any], message: str) -> None:
     with contextlib.suppress(discord.HTTPException):
         await interaction.delete_original_response()
     await interaction.followup.send(error_text(message), ephemeral=True)
+
+
+def _with_model(prompt: str, field: discord.ui.TextInput[RemixForm] | None) -> str:
+    """The prompt with the model the form's field names as its ``--model`` (the grammar checks it)."""
+    name = "" if field is None else field.value.strip()
+    if not name:
+        return prompt
+    if len(name.split()) > 1 or name.startswith(("-", "—", "–")):
+        raise BadRequest("give one model name in the model field, like the ones /info lists")
+    return f"{prompt} --model {name}"
 
 
 def _index(field: discord.ui.TextInput[RemixForm] | None) -> int:
