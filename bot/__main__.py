@@ -373,8 +373,10 @@ async def _worker_core(
 
     config = settings.queue
     keys = Keys(config.prefix)
-    # A worker serves no /healthz: its health only logs each change (a model that cannot load).
-    pool = ModelPool.from_config(settings.models, settings.worker, only=models, health=Health())
+    # A worker serves no /healthz: its health only logs each change (a model that cannot load, a lost
+    # Redis group), once per change.
+    health = Health()
+    pool = ModelPool.from_config(settings.models, settings.worker, only=models, health=health)
     # Its own spool: a bot on this machine may share worker.results_dir, and the spool is emptied.
     spool = settings.worker.results_dir / "spool" / name
     queue = RedisQueue(
@@ -386,6 +388,7 @@ async def _worker_core(
         max_deliveries=config.max_deliveries,
         switch_after=settings.worker.switch_after,
         sources=sources_folder(spool),
+        health=health,
     )
     worker = GenerationWorker(
         pool,
