@@ -3,8 +3,8 @@ baseline measured in the same run.
 
 - per image: detector milliseconds for one 512² picture vs encoding that picture as the result PNG;
 - per grid: judging the 9 tiles of a 3×3 grid of 512² pictures vs encoding the 1536² grid PNG;
-- share of a job: a 9-image job's work on the tiny model (256 px, 4 steps: the pipeline call, then
-  render_job's grid, PNG and file) with the classifier judging its tiles vs without, alternating;
+- share of a job: judging a 9-image tiny job's tiles (256 px, 4 steps) vs the job's own work (the
+  pipeline call, then render_job's grid, PNG and file), timed in the same run;
 - loop lag: lateness of a 10 ms ticker (as ``bench_worker.py`` measures it) while the worker generates,
   judges and encodes three 9-image grids vs the same grids unjudged.
 
