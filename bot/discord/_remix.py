@@ -51,7 +51,8 @@ Submit = Callable[[discord.Interaction[Any], str, int], Awaitable[None]]
 
 
 class RemixForm(discord.ui.Modal):
-    """The form a remix asks for: the prompt with its flags and, for a grid, which image to start from."""
+    """The form a remix (or an animation) asks for: the prompt with its flags, for a grid which image to
+    start from, and where asked for, a model."""
 
     def __init__(
         self,
