@@ -11,6 +11,7 @@ from typing import Any
 import discord
 from discord.ext import commands
 
+from bot.discord._animate import Animations
 from bot.discord._buttons import Action, JobButton
 from bot.discord._cogs import reply_error
 from bot.discord._commands import Generation
@@ -65,6 +66,7 @@ class MemeBot(commands.Bot):
         self.requests = Requests(service, config)
         self.delivery = Delivery(self, service, config)
         self.remixes = Remixes(service, self.requests, fetcher)
+        self.animations = Animations(self.remixes)
         self.generation = Generation(service, self.requests, self.remixes)
         self._resumed = False
         self._set_up = False
@@ -79,6 +81,7 @@ class MemeBot(commands.Bot):
             await self.remixes.open()
             await self.add_cog(self.generation)
             self.tree.add_command(self.remixes.menu())
+            self.tree.add_command(self.animations.menu())
             for cog in (QueueCommands, Info, ServerSettings):
                 await self.add_cog(cog(self.service, self.requests))
             self.add_dynamic_items(JobButton)
@@ -157,6 +160,8 @@ class MemeBot(commands.Bot):
         elif action is Action.REMIX:
             check_repost(record, interaction)  # someone else's age-restricted picture, or another server's
             await self.remixes.open_result(interaction, record)
+        elif action is Action.ANIMATE:
+            await self.animations.open_result(interaction, record)  # checks the repost rules itself
         else:
             if action is Action.REROLL:
                 new = _reroll(request)

@@ -27,6 +27,7 @@ import discord
 from PIL import Image
 
 from bot.addresses import DiscordAddress, DiscordInteraction, as_discord
+from bot.discord._animate import animators
 from bot.discord._buttons import cancel_view, result_view
 from bot.discord._settings import Flagged, load_flagged
 from bot.discord._text import DISCORD_LIMIT, progress_text, result_text
@@ -200,7 +201,8 @@ class Delivery:
             user_id=int(reply_to["user_id"]),
             command=self.service.command_line(request),
         )
-        view = result_view(record.id, 0 if request.kind.value == "video" else len(result.seeds))
+        images = 0 if request.kind.value == "video" else len(result.seeds)
+        view = result_view(record.id, images, animate=bool(animators(self.service.catalog)))
         return await self._edit_or_post(reply_to, content=content, attachments=[file], view=view)
 
     async def _flagged_file(
