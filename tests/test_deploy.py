@@ -60,9 +60,8 @@ def test_every_image_runs_as_a_user_with_its_data_on_a_volume() -> None:
 def test_the_bot_image_installs_no_model_stack() -> None:
     bot = "\n".join(line for line in stages()["bot"].splitlines() if not line.startswith("#"))
     installs = [line for line in bot.splitlines() if "pip install" in line]
-    assert installs == [
-        "RUN pip install --require-hashes -r requirements/bot.lock && pip install --no-deps --no-build-isolation ."
-    ]
+    locked = "RUN pip install --require-hashes -r requirements/bot.lock"
+    assert installs == [f"{locked} && pip install --no-deps --no-build-isolation ."]
     assert "torch" not in bot and "models" not in bot.replace("/models", "")
     # ... and the base dependencies it installs hold none of it: that is the models extra.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
