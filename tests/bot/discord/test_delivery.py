@@ -140,3 +140,22 @@ async def test_a_flagged_meme_channel_result_becomes_a_notice(
         assert [m.content for m in replies] == [WITHHELD] and not replies[0].attachments
         assert record.result is not None and record.result.flagged
         fake.assert_clean()
+
+
+async def test_a_flagged_clip_is_withheld_or_spoilered_whole(
+    tiny_video_backend: DiffusersBackend, tmp_path: Path, fake: FakeDiscord, flag: Callable[..., None]
+) -> None:
+    flag(2, count=4)  # the third of the four frames judged
+    async with discord_env(tiny_video_backend, tmp_path, fake) as env:
+        blocked = await fake.slash_command("animate", {"prompt": "a dancer", "seed": 5})
+        assert "flagged" in (await withheld(blocked)).content
+        flag(0)
+        env.bot.delivery.flagged_default = "spoiler"
+        ix = await fake.slash_command("animate", {"prompt": "a dancer", "seed": 6})
+        clip = await ix.wait_original(lambda m: bool(m.attachments), timeout=60)
+        assert clip.attachments[0].filename.startswith("SPOILER_") and clip.attachments[0].filename.endswith(
+            ".gif"
+        )
+        record = await delivered(env.service, (await newest_job(env.service)).id)
+        assert record.result is not None and record.result.nsfw == (0,)
+        fake.assert_clean()
