@@ -51,6 +51,7 @@ from generators.health import Health
 from generators.intake import MIB, BadImage
 from generators.models import Catalog, describe_model
 from generators.requests import TERMINAL, Failed, Finished, GenerationRequest, GenerationResult, Progress
+from generators.safety.classifier import SafetyUnavailable, load_classifier
 from generators.sources import SourceStore, sources_folder
 from generators.streams.keys import Keys
 from generators.streams.submit import RedisRunner
@@ -88,7 +89,14 @@ async def _local_core(settings: Settings, health: Health) -> AsyncIterator[JobSe
     queue = InProcessQueue(
         per_user=config.per_user_queue, total=config.global_queue, switch_after=config.switch_after
     )
-    worker = GenerationWorker(pool, queue, config=config, limits=settings.limits, render=settings.render)
+    worker = GenerationWorker(
+        pool,
+        queue,
+        config=config,
+        limits=settings.limits,
+        render=settings.render,
+        classifier=load_classifier(settings.safety),
+    )
     async with Store.open(settings.store.path) as store:
         sources = SourceStore.beside(config.results_dir, settings.limits)
         service = JobService(
@@ -396,6 +404,7 @@ async def _worker_core(
         config=settings.worker.model_copy(update={"results_dir": spool}),
         limits=settings.limits,
         render=settings.render,
+        classifier=load_classifier(settings.safety),
     )
     queue.on_cancel(worker.cancel)  # a cancel asked on Redis stops the running job at its next step
     relay = Relay(
@@ -518,6 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as error:
         print(f"model error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except SafetyUnavailable as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except RedisError as error:
         print(
             f"queue error: cannot use Redis: {redis_problem(error, settings.queue.redis_url)}",

@@ -80,7 +80,16 @@ def platform_findings(settings: Settings) -> list[Finding]:
         found.append(Finding("web", Level.OK, f"{settings.web.host}:{settings.web.port}"))
     if not (settings.discord.enabled or settings.reddit.enabled or settings.web.enabled):
         found.append(Finding("platforms", Level.NOTE, "none enabled: `memebot run` serves nobody"))
+    found.append(safety_finding(settings))
     return found
+
+
+def safety_finding(settings: Settings) -> Finding:
+    """Whether results are judged by the image classifier; on without its extra is a problem."""
+    safety = settings.safety
+    if safety.classifier == "on" and not safety.enabled:
+        return Finding("safety", Level.PROBLEM, safety.status())
+    return Finding("safety", Level.OK if safety.enabled else Level.NOTE, safety.status())
 
 
 def _reddit_findings(settings: Settings) -> list[Finding]:

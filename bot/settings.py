@@ -28,6 +28,7 @@ from generators.config import (
     WorkerConfig,
     entry_kind,
 )
+from generators.safety.config import SafetyConfig
 
 DEFAULT_PATH = Path("config.yaml")
 
@@ -265,6 +266,7 @@ class Settings(Section):
     reddit: RedditConfig = RedditConfig()
     discord: DiscordConfig = DiscordConfig()
     logging: LoggingConfig = LoggingConfig()
+    safety: SafetyConfig = SafetyConfig()
     secrets: Secrets = Field(default_factory=Secrets.from_env, exclude=True)
 
     @model_validator(mode="after")

@@ -48,6 +48,7 @@ from generators.requests import (
     Step,
 )
 from generators.results import render_job
+from generators.safety.classifier import Classifier
 from generators.sources import open_source, sources_folder
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,10 @@ class GenerationWorker:
         config: WorkerConfig,
         limits: LimitsConfig,
         render: RenderConfig,
+        classifier: Classifier | None = None,
     ) -> None:
+        #: Judges every result before it leaves the worker (``generators.safety``); None: off.
+        self.classifier = classifier
         self.models = models if isinstance(models, ModelPool) else ModelPool.serving(models)
         self.queue = queue
         #: The in-process queue, which this worker fills and ranks itself; None on Redis.
@@ -443,6 +447,7 @@ class GenerationWorker:
                 config=self.render,
                 fps=self.model_of(job).fps,
                 elapsed=elapsed,
+                classifier=self.classifier,
             )
             result = await self.loop.run_in_executor(self._encoder, work)
         except Exception:

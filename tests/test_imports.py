@@ -18,7 +18,7 @@ BOT_SIDE = [
     "generators.streams.submit",
     "bot.__main__",
 ]
-HEAVY = ["torch", "diffusers", "transformers"]
+HEAVY = ["torch", "diffusers", "transformers", "onnxruntime", "cv2"]
 
 
 def imported_after(modules: list[str]) -> list[str]:

@@ -176,7 +176,7 @@ async def running(
     """
     token = token_of(settings)
     point_at(settings.discord)
-    bot = build_bot(service, settings.discord)
+    bot = build_bot(service, settings.discord, safety=settings.safety)
     task: asyncio.Task[None] | None = None
     try:
         task = await _start(bot, token, settings.discord, service.health, backoff)

@@ -36,6 +36,7 @@ from bot.store import JobRecord
 from generators.errors import Forbidden, NotFound, UserError
 from generators.intake import Fetcher
 from generators.requests import GenerationRequest
+from generators.safety.config import SafetyConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,13 @@ class MemeBot(commands.Bot):
     """memebot on Discord; built with its job service and config, nothing global."""
 
     def __init__(
-        self, service: JobService, config: DiscordConfig, *, fetcher: Fetcher | None = None, **options: Any
+        self,
+        service: JobService,
+        config: DiscordConfig,
+        *,
+        fetcher: Fetcher | None = None,
+        safety: SafetyConfig | None = None,
+        **options: Any,
     ) -> None:
         """``fetcher`` downloads members' pictures; by default one for Discord's media hosts."""
         intents = discord.Intents.default()
@@ -64,7 +71,9 @@ class MemeBot(commands.Bot):
         self.service = service
         self.config = config
         self.requests = Requests(service, config)
-        self.delivery = Delivery(self, service, config)
+        #: The image classifier's settings: what a flagged result does in a safe channel, and /info.
+        self.safety = safety or SafetyConfig()
+        self.delivery = Delivery(self, service, config, flagged_default=self.safety.flagged_in_safe_channel)
         self.remixes = Remixes(service, self.requests, fetcher)
         self.animations = Animations(self.remixes)
         self.generation = Generation(service, self.requests, self.remixes)
@@ -82,8 +91,9 @@ class MemeBot(commands.Bot):
             await self.add_cog(self.generation)
             self.tree.add_command(self.remixes.menu())
             self.tree.add_command(self.animations.menu())
-            for cog in (QueueCommands, Info, ServerSettings):
+            for cog in (QueueCommands, ServerSettings):
                 await self.add_cog(cog(self.service, self.requests))
+            await self.add_cog(Info(self.service, self.requests, classifier=self.safety.status()))
             self.add_dynamic_items(JobButton)
             self._set_up = True
         if self.config.sync_guilds:

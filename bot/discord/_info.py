@@ -9,19 +9,19 @@ import discord
 from discord import app_commands
 
 from bot.discord._cogs import FeatureCog
+from bot.discord._requests import Requests
 from bot.discord._text import help_lines, models_lines, workers_line
-
-
-def classifier_status() -> str:
-    """Whether the image classifier judges results here, in a few words for /info.
-
-    "off" until the classifier's settings reach the bot (``safety:``); then they say it.
-    """
-    return "off"
+from bot.jobs import JobService
 
 
 class Info(FeatureCog):
-    """What the bot can tell anyone about itself."""
+    """What the bot can tell anyone about itself; ``classifier`` says whether results are judged."""
+
+    def __init__(
+        self, service: JobService, requests: Requests, *, classifier: str = "image classifier: off"
+    ) -> None:
+        super().__init__(service, requests)
+        self.classifier = classifier
 
     @app_commands.command()
     async def info(self, interaction: discord.Interaction[Any]) -> None:
@@ -36,7 +36,7 @@ class Info(FeatureCog):
             f"Queue: {len(self.service.runner.queue)} waiting",
             f"Last hour: {len(finished)} jobs finished{speed}",
             workers_line(self.service.runner.workers),
-            f"Image classifier: {classifier_status()}",
+            self.classifier[:1].upper() + self.classifier[1:],
         ]
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 

@@ -93,7 +93,7 @@ class Moderation:
         self.config = config
         self._global_words = WordList.of(config.ban_words)
         self._patterns = [re.compile(p, re.IGNORECASE) for p in config.ban_patterns]
-        self._nsfw = WordList.of(config.nsfw_words)
+        self._nsfw = WordList.of(config.nsfw_words, inside=True)  # "softporn" holds a listed stem
 
     def check_banned(self, request: GenerationRequest, guild: GuildSettings) -> None:
         """Raise Banned when the prompt or a caption matches a ban-list entry."""
