@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import os
 import statistics
@@ -86,7 +85,7 @@ def judging(classifier: Classifier | None) -> Iterator[None]:
     """The worker's renders judged by ``classifier`` (the composition root passes it in production)."""
     original = generators.worker.render_job
     if classifier is not None:
-        generators.worker.render_job = functools.partial(render_job, classifier=classifier)  # type: ignore[assignment]
+        generators.worker.render_job = lambda *a, **k: render_job(*a, **{**k, "classifier": classifier})  # type: ignore[assignment]
     try:
         yield
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import aiohttp
@@ -26,8 +25,8 @@ from generators.requests import (
     Started,
     Step,
 )
-from generators.results import render_job
 from generators.streams.heartbeat import WorkerStatus
+from tests.bot.discord.test_delivery import judging_with
 from tests.generators.test_safety import flagging
 from tests.helpers import open_service
 
@@ -172,7 +171,7 @@ async def test_flagged_results_are_counted_per_model(
         worker=WorkerConfig(results_dir=tmp_path / "results"), web=WebConfig(enabled=True, port=0)
     )
     classifier = flagging(1, count=2)  # the first job's second image; the second job's are clean
-    monkeypatch.setattr("generators.worker.render_job", functools.partial(render_job, classifier=classifier))
+    monkeypatch.setattr("generators.worker.render_job", judging_with(classifier))
     async with open_service(tiny_backend, tmp_path / "jobs.db", tmp_path, batching=False) as service:
         async with web.running(settings, service) as server, aiohttp.ClientSession() as http:
             for text in ("one --n 2", "two --n 2"):

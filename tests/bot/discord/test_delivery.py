@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -14,8 +13,9 @@ from PIL import Image
 from bot.discord._delivery import WITHHELD, Delivery
 from bot.settings import DiscordConfig
 from generators.pipelines import DiffusersBackend
-from generators.requests import Cancelled, Started
+from generators.requests import Cancelled, GenerationResult, Started
 from generators.results import render_job
+from generators.safety.classifier import Classifier
 from tests.bot.discord.test_bot import MANAGE_GUILD, delivered, discord_env, imagine, job_id_of, newest_job
 from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.generators.test_safety import flagging
@@ -34,13 +34,21 @@ async def test_events_after_close_are_left_for_the_next_start() -> None:
 # render, the store, discord.py, the fake Discord.
 
 
+def judging_with(classifier: Classifier) -> Callable[..., GenerationResult]:
+    """render_job, judging with ``classifier`` whatever the worker passes (its own is off here)."""
+
+    def judged(*args: Any, **kwargs: Any) -> GenerationResult:
+        return render_job(*args, **{**kwargs, "classifier": classifier})
+
+    return judged
+
+
 @pytest.fixture
 def flag(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Make the worker judge its renders with a classifier that flags ``tiles`` of a grid of ``count``."""
 
     def flagging_tiles(*tiles: int, count: int = 1) -> None:
-        judged = functools.partial(render_job, classifier=flagging(*tiles, count=count))
-        monkeypatch.setattr("generators.worker.render_job", judged)
+        monkeypatch.setattr("generators.worker.render_job", judging_with(flagging(*tiles, count=count)))
 
     return flagging_tiles
 
