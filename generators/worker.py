@@ -215,7 +215,10 @@ class GenerationWorker:
                 loaded = {model}
             if self._positions.get(job.id) != position:
                 self._positions[job.id] = position
-                self._emit(job.id, Queued(position, None if eta is None else round(eta, 1)))
+                # Next in line on an idle worker starts now; its model's load shows as its own phase,
+                # rather than as a guessed wait before anything has been measured.
+                shown = 0.0 if position == 0 and not self._running else eta
+                self._emit(job.id, Queued(position, None if shown is None else round(shown, 1)))
             estimate = self._estimate(job)
             eta = None if eta is None or estimate is None else eta + estimate
 

@@ -23,6 +23,7 @@ from generators.pool import ModelPool
 from generators.queue import InProcessQueue
 from generators.requests import Failed, Finished, GenerationRequest, Job
 from generators.worker import GenerationWorker
+from tests.generators.test_pool import on_gpu  # noqa: F401  (a fixture)
 from tests.helpers import TEST_SIZE, collect
 
 TINY = ModelConfig(name="tiny", size=TEST_SIZE, steps=2)
@@ -211,3 +212,25 @@ def test_a_model_bigger_than_its_gpu_fails_without_evicting_the_others(
     with pytest.raises(ModelLoadError, match=r"needs 24\.0 GB, more than cuda:0 has"):
         pool.acquire("huge")
     assert pool.is_loaded("small")
+
+
+@pytest.mark.usefixtures("on_gpu")
+def test_measured_limits_are_measured_again_once_another_model_loads(tiny_backend: DiffusersBackend) -> None:
+    from tests.generators.test_pool import FitsThree
+
+    pool = ModelPool({"a": TINY, "b": TINY}, image="a", video=None, max_loaded=2)
+    pool.measure_batches = True
+    backend = FitsThree(tiny_backend)
+    spec = BatchSpec(64, 64, 2)
+    assert pool.batch_limit("a", backend, spec, fallback=8) == 2  # type: ignore[arg-type]
+    pool.acquire("b")  # less memory is left for a's calls now
+    backend.calls.clear()
+    pool.batch_limit("a", backend, spec, fallback=8)  # type: ignore[arg-type]
+    assert backend.calls  # measured again
+
+
+@pytest.mark.usefixtures("on_gpu")
+def test_clips_run_one_per_call_where_batches_are_measured(tiny_video_backend: DiffusersBackend) -> None:
+    pool = ModelPool.serving(tiny_video_backend)
+    pool.measure_batches = True
+    assert pool.batch_limit("tiny-video", tiny_video_backend, BatchSpec(64, 64, 2, frames=8), fallback=8) == 1

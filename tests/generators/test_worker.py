@@ -459,8 +459,9 @@ async def test_queue_etas_count_the_expected_model_loads(
     worker.submit(job("c", owner="carol", model="other"))
     etas = {job_id: event.eta_s for job_id, event in drain(worker) if isinstance(event, Queued)}
     guess = GUESSED_LOAD_S
-    # a: tiny loads first; b: after a, other loads; c: other is loaded by then.
-    assert etas == {"a": guess, "b": guess + 2.0 + guess, "c": guess + 2.0 + guess + 2.0}
+    # a: next on an idle worker, it starts now (its load shows as a phase); b: after a and tiny's load,
+    # other loads; c: other is loaded by then.
+    assert etas == {"a": 0.0, "b": guess + 2.0 + guess, "c": guess + 2.0 + guess + 2.0}
 
 
 def drain(worker: GenerationWorker) -> list[tuple[str, Progress]]:
