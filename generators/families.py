@@ -15,6 +15,7 @@ the pipelines' own ``__call__`` and the model cards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,59 @@ class Family:
 
 
 _SD_VAES = ("madebyollin/taesd",)
+_COGVIDEOX = Family(
+    "cogvideox",
+    "CogVideoX",
+    Kind.VIDEO,
+    ("CogVideoXPipeline",),
+    layout="frames_first",
+    latent_channels=16,
+    frames_step=8,  # 4× in time, decoded in pairs of latent frames: 8k+1 comes back whole
+    steps=50,
+    guidance=6.0,
+    size=576,
+    frames=49,
+)
+
+_LTX = Family(
+    "ltx",
+    "LTX-Video",
+    Kind.VIDEO,
+    ("LTXPipeline",),
+    animate="LTXImageToVideoPipeline",
+    layout="packed",
+    latent_channels=128,
+    frames_step=8,
+    steps=40,
+    guidance=3.0,
+    size=576,
+    frames=97,
+    fps=24,
+)
+
+_WAN = Family(
+    "wan",
+    "Wan 2.x",
+    Kind.VIDEO,
+    ("WanPipeline",),
+    layout="frames",
+    latent_channels=16,
+    frames_step=4,
+    steps=30,
+    guidance=5.0,
+    size=640,
+    frames=81,
+    fps=16,
+)
+
+
+def _image_to_video(text_to_video: Family, name: str, title: str, cls: str) -> Family:
+    """An image-to-video checkpoint of a clip family: its latents and defaults, and it needs a picture."""
+    return dataclasses.replace(
+        text_to_video, name=name, title=title, classes=(cls,), animate="self", needs_picture=True
+    )
+
+
 FAMILIES: tuple[Family, ...] = (
     Family(
         "stable-diffusion",
@@ -178,95 +232,12 @@ FAMILIES: tuple[Family, ...] = (
         guidance=1.0,
         size=512,
     ),
-    Family(
-        "cogvideox",
-        "CogVideoX",
-        Kind.VIDEO,
-        ("CogVideoXPipeline",),
-        layout="frames_first",
-        latent_channels=16,
-        frames_step=4,
-        steps=50,
-        guidance=6.0,
-        size=576,
-        frames=49,
-    ),
-    Family(
-        "cogvideox-i2v",
-        "CogVideoX image-to-video",
-        Kind.VIDEO,
-        ("CogVideoXImageToVideoPipeline",),
-        animate="self",
-        needs_picture=True,
-        layout="frames_first",
-        latent_channels=16,
-        frames_step=4,
-        steps=50,
-        guidance=6.0,
-        size=576,
-        frames=49,
-    ),
-    Family(
-        "ltx",
-        "LTX-Video",
-        Kind.VIDEO,
-        ("LTXPipeline",),
-        animate="LTXImageToVideoPipeline",
-        layout="packed",
-        latent_channels=128,
-        frames_step=8,
-        steps=40,
-        guidance=3.0,
-        size=576,
-        frames=97,
-        fps=24,
-    ),
-    Family(
-        "ltx-i2v",
-        "LTX-Video image-to-video",
-        Kind.VIDEO,
-        ("LTXImageToVideoPipeline",),
-        animate="self",
-        needs_picture=True,
-        layout="packed",
-        latent_channels=128,
-        frames_step=8,
-        steps=40,
-        guidance=3.0,
-        size=576,
-        frames=97,
-        fps=24,
-    ),
-    Family(
-        "wan",
-        "Wan 2.x",
-        Kind.VIDEO,
-        ("WanPipeline",),
-        layout="frames",
-        latent_channels=16,
-        frames_step=4,
-        steps=30,
-        guidance=5.0,
-        size=640,
-        frames=81,
-        fps=16,
-    ),
-    Family(
-        "wan-i2v",
-        "Wan 2.x image-to-video",
-        Kind.VIDEO,
-        ("WanImageToVideoPipeline",),
-        animate="self",
-        needs_picture=True,
-        layout="frames",
-        latent_channels=16,
-        frames_step=4,
-        steps=30,
-        guidance=5.0,
-        size=640,
-        frames=81,
-        fps=16,
-    ),
+    _COGVIDEOX,
+    _LTX,
+    _WAN,
+    _image_to_video(_COGVIDEOX, "cogvideox-i2v", "CogVideoX image-to-video", "CogVideoXImageToVideoPipeline"),
+    _image_to_video(_LTX, "ltx-i2v", "LTX-Video image-to-video", "LTXImageToVideoPipeline"),
+    _image_to_video(_WAN, "wan-i2v", "Wan 2.x image-to-video", "WanImageToVideoPipeline"),
     Family(
         "svd",
         "Stable Video Diffusion",
