@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from bot.settings import ConfigError, Settings, redis_password
 from generators.config import ModelConfig
+from generators.presets import local_folder
 
 
 class Level(Enum):
@@ -116,11 +117,7 @@ def _reddit_findings(settings: Settings) -> list[Finding]:
 
 def model_folder(config: ModelConfig) -> Path | None:
     """The local folder a model entry loads from, if it names one (else it comes from the hub or a preset)."""
-    if config.path is not None:
-        return config.path.expanduser()
-    if config.name.startswith((".", "/", "~")):
-        return Path(config.name).expanduser()
-    return None
+    return local_folder(config.name, config.path)
 
 
 def model_problem(config: ModelConfig, *, check_class: bool = True) -> str:

@@ -10,7 +10,6 @@ import dataclasses
 import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from generators.config import LimitsConfig, ModelConfig
 from generators.errors import BadRequest
@@ -23,7 +22,7 @@ from generators.families import (
     scheduler_extra_steps,
 )
 from generators.plan import Plan, size_for
-from generators.presets import PRESETS, Preset, family_of
+from generators.presets import PRESETS, Preset, family_of, local_folder
 from generators.requests import GenerationRequest, Kind
 from generators.text import clip
 
@@ -354,7 +353,7 @@ def describe_model(config: ModelConfig, name: str | None = None) -> ModelInfo:
         device="not loaded",
         dtype=config.dtype,
     )
-    folder = config.path or (Path(config.name) if config.name.startswith((".", "/", "~")) else None)
+    folder = local_folder(config.name, config.path)
     if folder is not None:
-        info = dataclasses.replace(info, extra_steps=scheduler_extra_steps(folder.expanduser()))
+        info = dataclasses.replace(info, extra_steps=scheduler_extra_steps(folder))
     return info

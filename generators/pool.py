@@ -450,10 +450,6 @@ def _largest_batch(backend: Backend, spec: BatchSpec) -> int:
     return max(1, fits)
 
 
-def _allocated() -> int:
-    return torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
-
-
 def _parameter_bytes(backend: Backend) -> int:
     pipe = getattr(backend, "pipe", None)
     modules = [] if pipe is None else [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]

@@ -242,6 +242,13 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def local_folder(name: str, path: Path | None = None) -> Path | None:
+    """The folder a model entry loads from, if it names one: ``path:``, or a name that is a path."""
+    if path is not None:
+        return path.expanduser()
+    return Path(name).expanduser() if name.startswith((".", "/", "~")) else None
+
+
 def family_of(name: str, kind: str = "auto", path: Path | None = None) -> Family:
     """The family a model entry belongs to, without loading it: its preset's, its folder's, else generic.
 
@@ -250,8 +257,8 @@ def family_of(name: str, kind: str = "auto", path: Path | None = None) -> Family
     preset = PRESETS.get(name)
     if preset is not None:
         return family_named(preset.family)
-    folder = path or (Path(name) if name.startswith((".", "/", "~")) else None)
-    cls = pipeline_class(folder.expanduser()) if folder is not None else None
+    folder = local_folder(name, path)
+    cls = pipeline_class(folder) if folder is not None else None
     if cls is not None:
         family = family_of_class(cls)
         if family is not None:

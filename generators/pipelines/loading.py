@@ -21,7 +21,6 @@ from generators.config import ModelConfig
 from generators.errors import ModelLoadError
 from generators.families import (
     Family,
-    family_named,
     family_of_class,
     generic,
     kind_of_class,
@@ -33,7 +32,7 @@ from generators.pipelines.device import placement
 from generators.pipelines.tiny import tiny_autoencoder
 from generators.pipelines.tiny_families import TINY
 from generators.pipelines.traits import call_traits, missing_for
-from generators.presets import BUILTIN, PRESETS
+from generators.presets import BUILTIN, PRESETS, family_of, local_folder
 from generators.requests import Kind
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,8 @@ def _load(config: ModelConfig, name: str) -> DiffusersBackend:
             f"model {name}: offload: {config.offload} needs a CUDA GPU (the device is {device})"
         )
     log.info("loading model %s from %s on %s (%s)", name, source, device, dtype)
-    family = _family_hint(config)
+    # Before loading, the family is the preset's or the folder's (what to quantize).
+    family = family_of(config.name, config.kind, config.path)
     quantization = quantization_config(config, family, dtype)
     pipe = _load_builtin(source, config, dtype, quantization) if builtin else None
     if pipe is None:
@@ -85,14 +85,6 @@ def _load(config: ModelConfig, name: str) -> DiffusersBackend:
     info = _info(pipe, name, config, family, device, dtype)
     tiny_vae = load_tiny_vae(config, family, pipe, device, dtype, name) if config.tiny_vae else None
     return DiffusersBackend(pipe, info, family, tiny_vae=tiny_vae, fast_decode=config.fast_decode)
-
-
-def _family_hint(config: ModelConfig) -> Family:
-    """The family before loading (for what to quantize): the preset's, else a generic one."""
-    preset = PRESETS.get(config.name)
-    if preset is not None:
-        return family_named(preset.family)
-    return generic(Kind.VIDEO if config.kind == "video" else Kind.IMAGE)
 
 
 def _family_of(pipe: Any, config: ModelConfig) -> Family:
@@ -263,10 +255,9 @@ def _load_pretrained(
 ) -> Any:
     from diffusers import DiffusionPipeline
 
-    local = Path(source).expanduser()
+    local = local_folder(config.name, config.path) or Path(source)
     hub = _hub_id(config)
-    folder = config.path is not None or source.startswith((".", "/", "~"))
-    if folder and not local.is_dir():
+    if local_folder(config.name, config.path) is not None and not local.is_dir():
         raise ModelLoadError(f"model {name}: folder {local} does not exist. {_advice(hub, local)}")
     if local.is_dir():
         _check_folder(local, name, hub)
