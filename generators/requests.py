@@ -219,6 +219,11 @@ class BatchSpec:
     picture: bool = False
 
     @property
+    def from_pictures(self) -> bool:
+        """Whether the call starts from pictures: an animation, or a remix (which a strength implies)."""
+        return self.picture or self.strength is not None
+
+    @property
     def denoising_steps(self) -> int:
         """The steps the pipeline runs: the plan's count, else all of them, or ``int(steps × strength)``."""
         if self.denoising:

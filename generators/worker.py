@@ -337,7 +337,7 @@ class GenerationWorker:
         plans = {job.id: self.plan(job) for job in jobs}
         spec = plans[jobs[0].id].spec
         pictures: dict[str, Image.Image] = {}
-        if spec.picture:
+        if spec.from_pictures:
             pictures = await asyncio.to_thread(self._pictures, jobs, spec)
             for job in [job for job in jobs if job.request.picture not in pictures]:
                 self._release(job.id, Failed(SOURCE_GONE_REASON))

@@ -10,7 +10,6 @@ backend from its single inference thread only.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -49,7 +48,7 @@ class Backend(Protocol):
         on_step: StepCallback,
         pictures: Sequence[Image.Image] = (),
     ) -> list[list[Image.Image]]:
-        """Run one pipeline call; a call with ``spec.picture`` starts slot i from ``pictures[i]``."""
+        """Run one pipeline call; a call with ``spec.from_pictures`` starts slot i from ``pictures[i]``."""
         ...
 
     def preview(self, latents: torch.Tensor, index: int) -> Image.Image | None:
@@ -100,22 +99,20 @@ class DiffusersBackend:
     ) -> list[list[Image.Image]]:
         """Run one pipeline call; every slot draws its noise from its own generator.
 
-        A call that starts from pictures (``spec.picture``; one per slot, already at the call's size)
+        A call that starts from pictures (``spec.from_pictures``; one per slot, already at the call's size)
         runs the family's image-to-image form for an image model (a remix) or its image-to-video form
         for a clip model (an animation: the picture is the first frame).
         """
-        if spec.strength is not None and not spec.picture:  # a remix spec made without its plan
-            spec = dataclasses.replace(spec, picture=True)
-        if spec.picture and len(pictures) != len(slots):
+        if spec.from_pictures and len(pictures) != len(slots):
             raise ValueError(
                 f"a call of {len(slots)} starting from pictures needs as many, not {len(pictures)}"
             )
         self._size = (spec.width, spec.height)
         pipe = self.pipe
-        if spec.picture:
+        if spec.from_pictures:
             pipe = self.img2img() if self.info.kind is Kind.IMAGE else self.img2video()
         traits = self.traits if pipe is self.pipe else call_traits(pipe, self.family)
-        if spec.picture and self.info.kind is Kind.VIDEO and len(slots) > 1:
+        if spec.from_pictures and self.info.kind is Kind.VIDEO and len(slots) > 1:
             # Image-to-video pipelines take one picture per call.
             return [
                 out
@@ -154,7 +151,7 @@ class DiffusersBackend:
             kwargs["clean_caption"] = False
         if self.info.kind is Kind.VIDEO and traits.frames_arg is not None:
             kwargs[traits.frames_arg] = spec.frames or self.info.frames
-        if spec.picture:
+        if spec.from_pictures:
             kwargs["image"] = list(pictures) if self.info.kind is Kind.IMAGE else pictures[0]
             if self.info.kind is Kind.IMAGE:
                 kwargs["strength"] = spec.strength
